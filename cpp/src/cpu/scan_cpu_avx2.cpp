@@ -1,0 +1,3 @@
+// The CPU scan for x86-64 processors with AVX2 and FMA (compiled with -mavx2 -mfma).
+#define S6KIT_ISA avx2
+#include "scan_cpu_impl.h"

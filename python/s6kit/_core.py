@@ -1,0 +1,52 @@
+"""Bridge between torch tensors and the torch-free compiled core ``s6kit._C``.
+
+Tensors cross as descriptors ``(data_ptr, dtype, shape, strides, device, index)``; the core
+checks them again and runs its kernels on memory that torch owns.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (re-exported for the ops)
+
+_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
+_DEVICE_CODES = {"cpu": 0, "cuda": 1}
+
+
+def desc(t: torch.Tensor | None, op: str, arg: str):
+    """The descriptor of ``t`` (None stays None). Raises ValueError naming ``arg``."""
+    if t is None:
+        return None
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{op}: argument '{arg}' must be a torch.Tensor, got {type(t).__name__}")
+    code = _DTYPE_CODES.get(t.dtype)
+    if code is None:
+        raise ValueError(
+            f"{op}: argument '{arg}' must be float32, float16, bfloat16 or float64, got {t.dtype}"
+        )
+    dev = _DEVICE_CODES.get(t.device.type)
+    if dev is None:
+        raise ValueError(f"{op}: argument '{arg}' must be on the CPU or a CUDA device, got {t.device}")
+    return (t.data_ptr(), code, tuple(t.shape), t.stride(), dev, t.device.index or 0)
+
+
+def stream_of(t: torch.Tensor) -> int:
+    """The current CUDA stream of ``t``'s device as an integer handle (0 on the CPU)."""
+    if t.device.type == "cuda":
+        return torch.cuda.current_stream(t.device).cuda_stream
+    return 0
+
+
+def num_threads() -> int:
+    return torch.get_num_threads()
+
+
+def byte_allocator(device: torch.device, keep: list):
+    """A callback the core uses to ask for scratch memory; ``keep`` holds it until the op ends."""
+
+    def alloc(nbytes: int):
+        buf = torch.empty(int(nbytes), dtype=torch.uint8, device=device)
+        keep.append(buf)
+        return (buf.data_ptr(), 0, (int(nbytes),), (1,), _DEVICE_CODES[device.type], device.index or 0)
+
+    return alloc
