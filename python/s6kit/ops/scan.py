@@ -28,8 +28,8 @@ def _state_size(A: Tensor, B: Tensor) -> int:
 
 
 def _checkpoint_shape(u: Tensor, A: Tensor, B: Tensor, save: bool) -> tuple[int, ...]:
-    """States the CUDA forward keeps for its backward (none on the CPU, which recomputes)."""
-    if not save or u.device.type != "cuda":
+    """States the forward keeps for its backward: h every SCAN_CHECKPOINT_INTERVAL steps."""
+    if not save:
         return (0,)
     batch, dim, L = u.shape
     interval = _C.SCAN_CHECKPOINT_INTERVAL
