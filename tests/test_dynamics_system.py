@@ -111,5 +111,7 @@ def test_simulate_checks_its_arguments():
         simulate(np.full(3, 5.0), -1.0, 1.0, 1.0, 1.0, blowup_threshold=2.0)
     with pytest.raises(ValueError, match="'x0'"):
         simulate(np.ones((3, 2)), -1.0, 1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="'method'"):
+        simulate(np.ones(3), -1.0, 1.0, 1.0, 1.0, method="Euler")
     with pytest.raises(ValueError, match="'x0'"):
         classify(-1.0, 1.0, np.zeros(0))

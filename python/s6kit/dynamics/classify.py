@@ -39,6 +39,9 @@ def classify(mu, s_delta, x0) -> str:
     D > 1 (mu, s_delta (D, D); x0 (L, D)): the conjecture of Remark 3 / appendix B on the
     eigenvalues of the symmetric part of mu: all negative -> "convergent", at least one positive
     -> "divergent". It is a conjecture of the paper, not a theorem; s_delta and x0 are only checked.
+    With a sign-definite symmetric part the first token provably follows it (d|x_1|^2/dt has the
+    sign of x_1^T mu x_1) and simulations agree for all tokens. With mixed signs simulations find
+    exceptions: tokens can stop on the cone x^T mu x = 0, where the attention vanishes.
 
     Raises ValueError for bad shapes or values and for the cases the paper leaves open
     (mu = 0, all-zero x0, or, for D > 1, no positive eigenvalue but a zero one).

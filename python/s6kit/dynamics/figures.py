@@ -105,7 +105,7 @@ def _snapshot_indices(traj: Trajectory, count: int = 3) -> list[int]:
 
 
 def _draw_tokens_and_attention(fig: Figure, case: Case, traj: Trajectory) -> None:
-    grid = fig.add_gridspec(1, 4, width_ratios=[2.2, 1, 1, 1], wspace=0.35)
+    grid = fig.add_gridspec(1, 4, width_ratios=[2.2, 1, 1, 1], wspace=0.35, left=0.06, right=0.96, bottom=0.14)
     ax = fig.add_subplot(grid[0, 0])
     for l in range(traj.x.shape[1]):
         ax.plot(traj.t, traj.x[:, l], lw=1.2, label=f"x{l + 1}")
@@ -126,7 +126,7 @@ def _draw_tokens_and_attention(fig: Figure, case: Case, traj: Trajectory) -> Non
             with np.errstate(divide="ignore"):
                 shown = np.where(P != 0, np.log10(np.abs(P)), np.nan)  # zeros (l < j) stay blank
             image = hax.imshow(shown, cmap="magma")
-            title = f"log10|P(t)|, t = {traj.t[i]:.4g}"
+            title = f"log10|P|, t = {traj.t[i]:.4g} (blank: 0)"
         else:
             image = hax.imshow(P, cmap="RdBu_r", vmin=-bound, vmax=bound)
             title = f"P(t), t = {traj.t[i]:.4g}"

@@ -4,17 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import solve_ivp
+from scipy import integrate
 
 from .system import Params, as_token_matrix, normalize_params, velocity
 
 # Finite-time blow-up is told apart from fast but unbounded-in-time growth (e.g. exponential) by
 # the growth time tau = |x| / |dx/dt| of the largest entry: for x' ~ c x^p, tau ~ x^(1-p) shrinks as
 # x grows when p > 1 (blow-up), stays constant for exponential growth and grows for slower growth.
-# The integration stops when max|x| reaches the threshold; it is a blow-up when tau there is at most
-# BLOWUP_TAU_SHRINK times tau at the last crossing of threshold * REFERENCE_LEVEL (or at t = 0).
+# The integration stops at the first step that ends with max|x| >= threshold (or where the solver
+# gives up); it is a blow-up when tau there is at most BLOWUP_TAU_SHRINK times tau at the last step
+# whose max|x| was below REFERENCE_LEVEL times the final one (or at t = 0).
 BLOWUP_TAU_SHRINK = 0.1
 REFERENCE_LEVEL = 1e-2
+
+# scipy's step-wise solvers. Stepping ourselves (rather than solve_ivp's events) never root-finds
+# on an interpolant near the singularity, where the interpolant and the step can disagree.
+SOLVERS = {name: getattr(integrate, name) for name in ("LSODA", "RK45", "DOP853", "Radau", "BDF")}
 
 
 @dataclass
@@ -89,12 +94,17 @@ def simulate(
     D = 1: x0 (L,) and scalars mu = S_C^T S_B, s_delta = S_Delta, a. D > 1: x0 (L, D), mu (D, D),
     s_delta (D, D), a (D,) (A_d = -a_d I; a >= 0, see ``system.py`` on the sign).
 
-    Finite-time blow-up (the fast-divergence scenario) stops the integration when some |x| reaches
-    ``blowup_threshold`` (default 1e4 * max(1, max|x0|)) and grows there in a time far shorter than
-    the elapsed time, or when the step size collapses; ``blowup_time`` is then the time of that
-    event (the singularity follows within the growth time |x|/|dx/dt|, reported in ``message``).
-    ``t_eval``: times at which to store the solution (default: the integrator's own steps);
-    the blow-up state is appended as the last sample. The returned arrays never hold NaN or inf.
+    Integration stops at the first step that ends with max|x| >= ``blowup_threshold`` (default
+    1e4 * max(1, max|x0|)) or where the solver gives up (step size collapse). It is a finite-time
+    blow-up (the fast-divergence scenario) when the growth time |x|/|dx/dt| has shrunk there at
+    least tenfold since max|x| was below 1 % of its final value; ``blowup_time`` is then the time of
+    that step (the singularity follows within the growth time, given in ``message``) and
+    ``blowup_token`` the token holding the largest |entry|. Otherwise the status is "threshold"
+    (e.g. exponential growth) or "failed".
+    ``t_eval``: times at which to store the solution (default: the integrator's own steps); the
+    state where the integration stopped early is appended as the last sample. ``method``: a scipy
+    solver (LSODA by default: it switches to a stiff method where tokens are pinned, e.g. on the
+    cone x^T mu x = 0 for D > 1). The returned arrays never hold NaN or inf.
     """
     p = normalize_params(mu, s_delta, a)
     x0_mat = as_token_matrix(x0, p, "x0")
@@ -103,54 +113,72 @@ def simulate(
     threshold = 1e4 * scale if blowup_threshold is None else float(blowup_threshold)
     if not (np.isfinite(threshold) and threshold > np.max(np.abs(x0_mat))):
         raise ValueError(f"argument 'blowup_threshold' must be finite and exceed max|x0|, got {blowup_threshold!r}")
+    if method not in SOLVERS:
+        raise ValueError(f"argument 'method' must be one of {sorted(SOLVERS)}, got {method!r}")
     shape = x0_mat.shape
 
     def rhs(_t, y):
         return velocity(y.reshape(shape), p).ravel()
 
-    def crossing(_t, y):
-        return threshold - np.max(np.abs(y))
-
-    def reference_crossing(_t, y):
-        return REFERENCE_LEVEL * threshold - np.max(np.abs(y))
-
-    crossing.terminal = True
-    crossing.direction = -1
-    reference_crossing.direction = -1
-
     # Trial stages of a step that straddles a singularity may overflow; the step is then rejected
     # and retried smaller, so the warnings carry no information.
     with np.errstate(over="ignore", invalid="ignore"):
-        sol = solve_ivp(
-            rhs, (0.0, t_max), x0_mat.ravel(), method=method, t_eval=t_eval,
-            rtol=rtol, atol=atol, events=[crossing, reference_crossing],
-        )
+        solver = SOLVERS[method](rhs, 0.0, x0_mat.ravel(), t_max, rtol=rtol, atol=atol)
+        steps, step_times = [x0_mat.ravel()], [0.0]  # every accepted step, for the blow-up test
+        if t_eval is None:
+            times, pending = [0.0], None
+        else:
+            times, pending = ([0.0] if t_eval[0] == 0 else []), t_eval[t_eval > 0]
+        states = [x0_mat.ravel()] * len(times)
+        stop = None
+        while solver.status == "running":
+            t_old = solver.t
+            failure = solver.step()
+            if solver.status == "failed":
+                stop = f"the solver stopped ({failure})"
+                break
+            if not np.all(np.isfinite(solver.y)):
+                stop = "the state overflowed"
+                break
+            steps.append(solver.y.copy())
+            step_times.append(solver.t)
+            if pending is None:
+                times.append(solver.t)
+                states.append(solver.y.copy())
+            else:
+                inside = pending[(pending > t_old) & (pending <= solver.t)]
+                times.extend(inside)
+                states.extend(solver.dense_output()(inside).T)
+            if np.max(np.abs(solver.y)) >= threshold:
+                stop = f"max|x| reached {threshold:g}"
+                break
 
-    t, y = sol.t, sol.y.T.reshape(-1, *shape)
-    hit = sol.status == 1 and sol.t_events[0].size > 0
-    if hit and (t.size == 0 or t[-1] < sol.t_events[0][0]):
-        t = np.append(t, sol.t_events[0][0])
-        y = np.concatenate([y, sol.y_events[0][0].reshape(1, *shape)])
-    finite = np.all(np.isfinite(y.reshape(len(t), -1)), axis=1)
+    if stop is not None and (not times or times[-1] < step_times[-1]):
+        times.append(step_times[-1])  # the last accepted state closes the trajectory
+        states.append(steps[-1])
+    t, y = np.array(times), np.array(states).reshape(-1, *shape)
+    finite = np.all(np.isfinite(y.reshape(len(t), -1)), axis=1)  # dense output across a singular step
     t, y = t[finite], y[finite]
 
     blowup_time = blowup_token = None
-    if sol.status == 0:
+    if stop is None:
         status, message = "completed", f"integrated to t_max = {t_max:g}"
     else:
-        ref = sol.y_events[1][-1].reshape(shape) if sol.t_events[1].size else x0_mat
-        tau_ref, tau_end = _growth_time(ref, p), _growth_time(y[-1], p)
-        how = f"max|x| reached {threshold:g}" if hit else f"the solver stopped ({sol.message})"
+        end = y[-1]
+        peaks = np.max(np.abs(np.array(steps)), axis=1)
+        below = np.nonzero(peaks <= REFERENCE_LEVEL * np.max(np.abs(end)))[0]
+        ref = steps[below[-1]].reshape(shape) if below.size else x0_mat
+        tau_ref, tau_end = _growth_time(ref, p), _growth_time(end, p)
         if tau_end <= BLOWUP_TAU_SHRINK * tau_ref:
-            status, blowup_time, blowup_token = "blowup", float(t[-1]), _token_of(y[-1])
+            status, blowup_time, blowup_token = "blowup", float(t[-1]), _token_of(end)
             message = (
-                f"finite-time blow-up of token {blowup_token} at t = {blowup_time:.10g}: {how}; "
+                f"finite-time blow-up of token {blowup_token} at t = {blowup_time:.10g}: {stop}; "
                 f"growth time |x|/|dx/dt| {tau_ref:.3g} -> {tau_end:.3g}"
             )
         else:
-            status = "threshold" if hit else "failed"
+            status = "threshold" if stop.startswith("max|x|") else "failed"
             message = (
-                f"{how} at t = {t[-1]:.6g} without the finite-time blow-up signature "
+                f"{stop} at t = {t[-1]:.6g} without the finite-time blow-up signature "
                 f"(growth time |x|/|dx/dt| {tau_ref:.3g} -> {tau_end:.3g}); integration stopped there"
             )
 
