@@ -8,6 +8,7 @@ pytest.importorskip("scipy")
 pytest.importorskip("matplotlib")
 from s6kit.dynamics import hidden_attention, make_figures, sym_eigenvalues  # noqa: E402
 from s6kit.dynamics.figures import FIGURE_1, FIGURE_2, FIGURE_3, FIGURE_6  # noqa: E402
+from s6kit.dynamics.system import normalize_params, velocity  # noqa: E402
 
 
 def png_size(path):
@@ -76,3 +77,18 @@ def test_figure_6_panels(case, eigenvalues):
         assert tr.status in ("blowup", "threshold") and np.max(norms[-1]) > 1e4
     else:
         assert tr.status == "completed" and np.all(norms[-1] < 0.1 * norms[0])
+
+
+def test_figure_6b_growth_is_fast_but_not_a_blowup():
+    """Panel B: token 4 grows about exponentially (its growth time |x|/|dx/dt| stays near 7e-5 while
+    |x| grows from 1e2 to 1.6e4), so the threshold stop is not called a finite-time blow-up."""
+    case = FIGURE_6[1]
+    tr = case.simulate(num_points=None)
+    assert tr.status == "threshold" and tr.blowup_time is None
+    params = normalize_params(np.array(case.mu), np.array(case.s_delta), case.a)
+    taus = []
+    for x in tr.x:
+        if np.max(np.abs(x)) > 1e2:
+            k = np.unravel_index(np.argmax(np.abs(x)), x.shape)
+            taus.append(abs(x[k] / velocity(x, params)[k]))
+    assert len(taus) > 5 and max(taus) < 2 * min(taus)

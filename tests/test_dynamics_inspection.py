@@ -116,6 +116,16 @@ def test_weight_sharing_gives_one_stage_per_call():
     assert len(report.layers) == 1
 
 
+def test_a_bare_mixer_is_its_own_layer():
+    torch.manual_seed(0)
+    mixer, x = MimicMixer(d_model=8), torch.randn(2, 5, 8)
+    report = inspect_model(mixer, x)
+    assert report.token_norms.stages == ["input", "(model)"]
+    with torch.no_grad():
+        expected = _stats([x, mixer(x)])
+    np.testing.assert_allclose(report.token_norms.mean, expected[:, 0], rtol=1e-5)
+
+
 def test_eigenvalues_match_numpy():
     rng = np.random.default_rng(0)
     for n, d in [(4, 20), (4, 8), (5, 6)]:  # d > 2N (QR path) and d <= 2N (direct)
@@ -256,3 +266,13 @@ def test_cli_rejects_bad_options(capsys):
     assert "positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _cli(["dynamics", "figures"])  # --out is required
+
+
+def test_cli_module_imports_without_scipy_or_matplotlib():
+    """s6kit's command line registers the dynamics command without loading the optional extras."""
+    import subprocess
+    import sys
+
+    code = "import sys, s6kit.dynamics.cli; print(sorted({'scipy', 'matplotlib'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

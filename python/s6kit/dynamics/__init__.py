@@ -7,27 +7,37 @@
 - :func:`inspect_model` reads the input-output matrices S_C^T S_B of a Mamba model and the token
   norms across its layers (figures 7/8); :func:`plot_report` draws them.
 
-Needs scipy and matplotlib (``pip install s6kit[dynamics]``).
+Needs scipy and matplotlib (``pip install s6kit[dynamics]``). The names load on first use, so
+``s6kit.dynamics.cli`` can be registered in a command line that runs without them.
 """
-from .classify import classify, count_signs, sym_eigenvalues
-from .figures import make_figures
-from .inspection import LayerSpectrum, Report, TokenNorms, inspect_model
-from .report_plot import plot_report
-from .simulate import Trajectory, simulate
-from .system import hidden_attention, softplus
+from importlib import import_module
 
-__all__ = [
-    "Trajectory",
-    "simulate",
-    "hidden_attention",
-    "softplus",
-    "classify",
-    "sym_eigenvalues",
-    "count_signs",
-    "make_figures",
-    "inspect_model",
-    "Report",
-    "LayerSpectrum",
-    "TokenNorms",
-    "plot_report",
-]
+_EXPORTS = {
+    "Trajectory": "integration",
+    "simulate": "integration",
+    "hidden_attention": "system",
+    "softplus": "system",
+    "classify": "scenarios",
+    "sym_eigenvalues": "scenarios",
+    "count_signs": "scenarios",
+    "make_figures": "figures",
+    "inspect_model": "inspection",
+    "Report": "inspection",
+    "LayerSpectrum": "inspection",
+    "TokenNorms": "inspection",
+    "plot_report": "report_plot",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 's6kit.dynamics' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

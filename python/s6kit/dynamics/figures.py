@@ -22,8 +22,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .classify import classify
-from .simulate import Trajectory, simulate
+from .scenarios import classify
+from .integration import Trajectory, simulate
 from .system import hidden_attention
 
 DPI = 100
@@ -93,22 +93,21 @@ FIGURE_6 = (
 )
 
 
-def _snapshot_indices(traj: Trajectory, count: int = 3) -> list[int]:
-    """Sample indices spread over the run: the start, the middle (in log time for long runs), the end."""
+def _snapshot_indices(traj: Trajectory) -> list[int]:
+    """Three sample indices: the start, the middle (in log time for long runs) and the end."""
     t = traj.t
     if t[-1] > 100.0:
         middle = int(np.searchsorted(t, np.sqrt(max(t[1], 1e-3) * t[-1])))
     else:
         middle = int(np.searchsorted(t, 0.5 * t[-1]))
-    idx = [0, min(middle, len(t) - 1), len(t) - 1][:count]
-    return sorted(set(idx))
+    return sorted({0, min(middle, len(t) - 1), len(t) - 1})
 
 
 def _draw_tokens_and_attention(fig: Figure, case: Case, traj: Trajectory) -> None:
     grid = fig.add_gridspec(1, 4, width_ratios=[2.2, 1, 1, 1], wspace=0.35, left=0.06, right=0.96, bottom=0.14)
     ax = fig.add_subplot(grid[0, 0])
-    for l in range(traj.x.shape[1]):
-        ax.plot(traj.t, traj.x[:, l], lw=1.2, label=f"x{l + 1}")
+    for token in range(traj.x.shape[1]):
+        ax.plot(traj.t, traj.x[:, token], lw=1.2, label=f"x{token + 1}")
     if case.log_time:
         ax.set_xscale("symlog", linthresh=1e-2)
     if traj.blowup_time is not None:
@@ -120,7 +119,6 @@ def _draw_tokens_and_attention(fig: Figure, case: Case, traj: Trajectory) -> Non
     ax.legend(fontsize=6, ncol=2, loc="best")
     for k, i in enumerate(_snapshot_indices(traj)):
         P = hidden_attention(traj.x[i], case.mu, case.s_delta, case.a)
-        bound = float(np.max(np.abs(P))) or 1.0
         hax = fig.add_subplot(grid[0, k + 1])
         if case.log_attention:
             with np.errstate(divide="ignore"):
@@ -128,6 +126,7 @@ def _draw_tokens_and_attention(fig: Figure, case: Case, traj: Trajectory) -> Non
             image = hax.imshow(shown, cmap="magma")
             title = f"log10|P|, t = {traj.t[i]:.4g} (blank: 0)"
         else:
+            bound = float(np.max(np.abs(P))) or 1.0
             image = hax.imshow(P, cmap="RdBu_r", vmin=-bound, vmax=bound)
             title = f"P(t), t = {traj.t[i]:.4g}"
         hax.set_title(title, fontsize=8)
@@ -150,9 +149,9 @@ def _draw_planar(fig: Figure, cases, trajectories) -> None:
         ax = fig.add_subplot(1, len(cases), k + 1)
         x0 = np.array(case.x0)
         box = 3.0 * float(np.max(np.abs(x0)))
-        for l in range(x0.shape[0]):
-            ax.plot(traj.x[:, l, 0], traj.x[:, l, 1], lw=1.3, label=f"x{l + 1}")
-            ax.plot(*x0[l], "o", color=ax.lines[-1].get_color(), ms=4)
+        for token in range(x0.shape[0]):
+            ax.plot(traj.x[:, token, 0], traj.x[:, token, 1], lw=1.3, label=f"x{token + 1}")
+            ax.plot(*x0[token], "o", color=ax.lines[-1].get_color(), ms=4)
         ax.plot(0, 0, "k+", ms=8)
         ax.set_xlim(-box, box)
         ax.set_ylim(-box, box)

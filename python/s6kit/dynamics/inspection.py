@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classify import count_signs
+from .scenarios import count_signs
 
 # Computed eigenvalues with |lambda| <= ZERO_RTOL * max|lambda| count as zero (float32 weights).
 ZERO_RTOL = 1e-6
@@ -155,15 +155,13 @@ def _stream(value):
 
 
 def _layer_of(model: nn.Module, mixer_name: str) -> tuple[str, nn.Module]:
-    """The block holding the mixer (its parent), or the mixer itself when it sits in a container."""
+    """(name, module) of the block holding the mixer (its parent), or of the mixer itself when it
+    sits in a container or is the model; the model itself is named "(model)"."""
     parent_name = mixer_name.rpartition(".")[0]
+    name = mixer_name
     if mixer_name and not isinstance(model.get_submodule(parent_name), (nn.ModuleList, nn.Sequential, nn.ModuleDict)):
-        return parent_name, model.get_submodule(parent_name)
-    return mixer_name, model.get_submodule(mixer_name)
-
-
-def _norm_stats(samples: list) -> np.ndarray:
-    return np.array([[n.mean(), n.std(), n.min(), n.max()] for n in samples])
+        name = parent_name
+    return name or "(model)", model.get_submodule(name)
 
 
 def token_norms(model: nn.Module, inputs, mixers: list) -> TokenNorms:
@@ -205,7 +203,7 @@ def token_norms(model: nn.Module, inputs, mixers: list) -> TokenNorms:
     if not records or records[0][0] != "input" or len(records) < 2:
         raise ValueError("argument 'inputs': the forward pass did not run the Mamba layers (or their "
                          "inputs/outputs are not tensors)")
-    stats = _norm_stats([norms for _, norms in records])
+    stats = np.array([[n.mean(), n.std(), n.min(), n.max()] for _, n in records])
     return TokenNorms([stage for stage, _ in records], stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
 
 
