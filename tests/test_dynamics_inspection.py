@@ -276,3 +276,12 @@ def test_cli_module_imports_without_scipy_or_matplotlib():
     code = "import sys, s6kit.dynamics.cli; print(sorted({'scipy', 'matplotlib'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_figures_calls_make_figures(tmp_path, monkeypatch, capsys):
+    from s6kit.dynamics import figures
+
+    seen = []
+    monkeypatch.setattr(figures, "make_figures", lambda out: seen.append(out) or [tmp_path / "fig1.png"])
+    assert _cli(["dynamics", "figures", "--out", str(tmp_path)]) == 0
+    assert seen == [str(tmp_path)] and "fig1.png" in capsys.readouterr().out
