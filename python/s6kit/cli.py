@@ -29,6 +29,7 @@ def info(args=None) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     from . import demo
     from .benchmarks import scan as bench_scan
+    from .dynamics import cli as dynamics_cli
 
     parser = argparse.ArgumentParser(prog="s6kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bench_scan.register(bench)
+    dynamics_cli.register(sub)
     return parser
 
 
