@@ -1,0 +1,1 @@
+"""Drop-in integrations: transformers Mamba models and code written for mamba_ssm."""
