@@ -60,6 +60,17 @@ def test_lm_state_dict_has_mamba_ssm_keys_and_loads_strict(d_intermediate):
     assert model.lm_head.weight is model.backbone.embedding.weight
 
 
+def test_save_and_load_pretrained_directory(tmp_path):
+    model = _lm(ssm_cfg={"d_state": 4, "scalar_A": True})
+    model.save_pretrained(tmp_path)
+    loaded = MambaLMHeadModel.from_pretrained(tmp_path)
+    ids = torch.randint(0, VOCAB, (1, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="local directory"):
+        MambaLMHeadModel.from_pretrained(tmp_path / "missing")
+
+
 def test_lm_matches_reference_scan_values_and_grads():
     model = _lm()
     ref = set_scan_backend(copy.deepcopy(model), "reference")

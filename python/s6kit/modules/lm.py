@@ -10,9 +10,12 @@ its checkpoints load with ``load_state_dict(strict=True)``.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections import namedtuple
 from functools import partial
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -182,6 +185,32 @@ class MambaLMHeadModel(nn.Module, GenerationMixin):
         if num_last_tokens > 0:
             hidden_states = hidden_states[:, -num_last_tokens:]
         return CausalLMOutput(logits=self.lm_head(hidden_states))
+
+    @classmethod
+    def from_pretrained(cls, directory, device=None, dtype=None, **kwargs) -> "MambaLMHeadModel":
+        """Load a mamba_ssm-format checkpoint from a local directory (config.json and
+        pytorch_model.bin, as mamba_ssm saves them). s6kit downloads nothing."""
+        directory = Path(directory)
+        if not (directory / "config.json").is_file() or not (directory / "pytorch_model.bin").is_file():
+            raise ValueError(
+                f"from_pretrained: argument 'directory' must be a local directory holding config.json and "
+                f"pytorch_model.bin, got {str(directory)!r} (s6kit does not download checkpoints)"
+            )
+        fields = json.loads((directory / "config.json").read_text())
+        unknown = set(fields) - {f.name for f in dataclasses.fields(MambaConfig)}
+        if unknown:
+            raise ValueError(f"from_pretrained: config.json has keys MambaConfig does not know: {sorted(unknown)}")
+        model = cls(MambaConfig(**fields), device=device, dtype=dtype, **kwargs)
+        state = torch.load(directory / "pytorch_model.bin", map_location=device or "cpu", weights_only=True)
+        model.load_state_dict(state)
+        return model
+
+    def save_pretrained(self, directory) -> None:
+        """Write config.json and pytorch_model.bin in mamba_ssm's format."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / "pytorch_model.bin")
+        (directory / "config.json").write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
 
     def io_eigenvalues(self) -> list[Tensor]:
         """Per layer, the eigenvalues of sym(S_C^T S_B) (see :meth:`Mamba.io_eigenvalues`)."""

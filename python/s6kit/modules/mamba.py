@@ -100,6 +100,9 @@ def init_dt_proj(dt_proj: nn.Linear, dt_min: float = 0.001, dt_max: float = 0.1,
 
 
 class Mamba(nn.Module):
+    """The Mamba (v1) block (see the module docstring). The positional arguments are mamba_ssm's;
+    the keyword-only ones after ``dtype`` are s6kit's: the paper's options and the scan backend."""
+
     def __init__(
         self,
         d_model: int,
