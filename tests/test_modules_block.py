@@ -204,6 +204,11 @@ def test_reorder_refuses_cached_decoding():
         block.step(torch.randn(1, 1, D_MODEL), conv_state, ssm_state)
 
 
+def test_empty_sequence_gives_empty_output():
+    block, _ = _pair()
+    assert block(torch.randn(2, 0, D_MODEL)).shape == (2, 0, D_MODEL)
+
+
 def test_bad_arguments_raise_value_errors():
     with pytest.raises(ValueError, match="d_model"):
         Mamba(0)

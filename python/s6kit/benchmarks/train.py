@@ -3,6 +3,7 @@ s6kit's kernels and on the plain-PyTorch reference scan (same weights, same batc
 
     s6kit bench train [--d-model 256 --n-layer 4 --vocab 1024 --seqlen 512 --batch 4]
                       [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--steps 5]
+                      [--reference-steps N] [--skip-reference] [--threads N]
     python -m s6kit.benchmarks.train ...        (the same, without the CLI)
 
 bfloat16 / float16 train with autocast (float32 master weights). Prints milliseconds per step
@@ -44,6 +45,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="timed steps for the (slow) reference; default: --steps")
     parser.add_argument("--skip-reference", action="store_true", help="time s6kit only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and s6kit's CPU kernels (default: torch's setting)")
     parser.set_defaults(func=run)
     return parser
 
@@ -83,6 +86,10 @@ def run(args: argparse.Namespace) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("bench train: --device cuda was given but no CUDA device is available")
     dtype = DTYPES[args.dtype]
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"bench train: --threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = MambaConfig(d_model=args.d_model, n_layer=args.n_layer, vocab_size=args.vocab,
                          ssm_cfg={"d_state": args.d_state})

@@ -185,6 +185,8 @@ class Mamba(nn.Module):
         the usual decoding step).
         """
         self._check_input(hidden_states)
+        if hidden_states.shape[1] == 0:  # an empty sequence (conv1d rejects length 0)
+            return hidden_states.new_zeros(hidden_states.shape)
         if inference_params is not None:
             conv_state, ssm_state = self._get_states_from_cache(inference_params, hidden_states.shape[0])
             return self._forward_cached(hidden_states, conv_state, ssm_state,
