@@ -19,6 +19,7 @@ from .modules import (
     MambaVisionMixer,
     set_scan_backend,
 )
+from . import integrations
 
 __all__ = [
     "__version__",
@@ -34,4 +35,5 @@ __all__ = [
     "MambaVisionMixer",
     "MambaVisionClassifier",
     "set_scan_backend",
+    "integrations",
 ]
