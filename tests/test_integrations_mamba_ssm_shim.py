@@ -25,10 +25,18 @@ def test_shim_serves_mamba_ssm_imports_and_runs():
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
         from mamba_ssm.models.config_mamba import MambaConfig
+        from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
         from mamba_ssm.utils.generation import InferenceParams
         assert Mamba is s6kit.Mamba and selective_scan_fn is s6kit.selective_scan_fn
         block = Mamba(d_model=16, d_state=4, d_conv=4, expand=2)
-        assert block(torch.randn(2, 7, 16)).shape == (2, 7, 16)
+        h = torch.randn(2, 7, 16)
+        want = block(h)
+        # mamba_ssm's fast path of the block, called the way mamba_ssm's Mamba.forward calls it
+        got = mamba_inner_fn(block.in_proj(h).transpose(1, 2), block.conv1d.weight, block.conv1d.bias,
+                             block.x_proj.weight, block.dt_proj.weight, block.out_proj.weight, None,
+                             -torch.exp(block.A_log.float()), None, None, block.D.float(),
+                             delta_bias=block.dt_proj.bias.float(), delta_softplus=True)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
         model = MambaLMHeadModel(MambaConfig(d_model=16, n_layer=2, vocab_size=30))
         ids = torch.randint(0, 30, (1, 5))
         assert model(ids).logits.shape == (1, 5, 32)

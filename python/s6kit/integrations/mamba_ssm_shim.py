@@ -10,8 +10,8 @@
 ``install()`` registers modules named like mamba_ssm's in ``sys.modules``. It is opt-in and refuses
 to shadow a real mamba_ssm that is importable, unless ``force=True``. ``uninstall()`` removes
 them again. Only the Mamba (v1) names whose signatures s6kit shares are provided (the four above,
-``InferenceParams`` and ``RMSNorm``); importing anything else (Mamba2, the Triton ops, the block
-internals) fails as an ordinary ImportError.
+``mamba_inner_fn``, ``InferenceParams`` and ``RMSNorm``); importing anything else (Mamba2, the
+Triton ops, the block internals) fails as an ordinary ImportError.
 
 Libraries that look for mamba_ssm's kernels when they are imported (transformers does) will find
 these ones if the shim is installed first.
@@ -23,11 +23,39 @@ import importlib.util
 import sys
 import types
 
+import torch.nn.functional as F
+
 from ..modules import InferenceParams, Mamba, MambaConfig, MambaLMHeadModel, RMSNorm
 from ..ops.scan import selective_scan_fn
 from ..ops.scan_ref import selective_scan_ref
 
 SHIM_VERSION = "0.0.0+s6kit"
+
+
+def mamba_inner_fn(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight,
+                   out_proj_bias, A, B=None, C=None, D=None, delta_bias=None, B_proj_bias=None,
+                   C_proj_bias=None, delta_softplus=True, checkpoint_lvl=1, b_rms_weight=None,
+                   c_rms_weight=None, dt_rms_weight=None, b_c_dt_rms_eps=1e-6):
+    """mamba_ssm's fused Mamba mixer, xz (batch, 2 * d_inner, L) -> (batch, L, d_model), built from
+    PyTorch's conv and linear ops and s6kit's scan (``checkpoint_lvl`` has no meaning here)."""
+    if any(w is not None for w in (b_rms_weight, c_rms_weight, dt_rms_weight)):
+        raise ValueError("mamba_inner_fn: the B/C/dt RMS norms (b_rms_weight, ...) are not supported by s6kit")
+    x, z = xz.chunk(2, dim=1)
+    weight = conv1d_weight if conv1d_weight.dim() == 3 else conv1d_weight.unsqueeze(1)  # (d, 1, w)
+    L, width = x.shape[-1], weight.shape[-1]
+    x = F.silu(F.conv1d(x, weight, conv1d_bias, padding=width - 1, groups=x.shape[1])[..., :L])
+    x_dbl = F.linear(x.transpose(1, 2), x_proj_weight)  # (batch, L, dt_rank + 2N)
+    dt_rank, d_state = delta_proj_weight.shape[1], A.shape[-1]
+    delta = F.linear(x_dbl[..., :dt_rank], delta_proj_weight).transpose(1, 2)
+    if B is None:
+        B = x_dbl[..., dt_rank:dt_rank + d_state] + (0 if B_proj_bias is None else B_proj_bias)
+        B = B.transpose(1, 2).to(x.dtype)
+    if C is None:
+        C = x_dbl[..., dt_rank + d_state:dt_rank + 2 * d_state] + (0 if C_proj_bias is None else C_proj_bias)
+        C = C.transpose(1, 2).to(x.dtype)
+    y = selective_scan_fn(x, delta.to(x.dtype), A, B, C, D, z=z, delta_bias=delta_bias,
+                          delta_softplus=delta_softplus)
+    return F.linear(y.transpose(1, 2), out_proj_weight, out_proj_bias)
 
 # module name -> the attributes it exposes (packages are the names with children)
 _MODULES: dict[str, dict[str, object]] = {
@@ -35,7 +63,8 @@ _MODULES: dict[str, dict[str, object]] = {
                   "selective_scan_fn": selective_scan_fn, "__version__": SHIM_VERSION},
     "mamba_ssm.ops": {},
     "mamba_ssm.ops.selective_scan_interface": {"selective_scan_fn": selective_scan_fn,
-                                               "selective_scan_ref": selective_scan_ref},
+                                               "selective_scan_ref": selective_scan_ref,
+                                               "mamba_inner_fn": mamba_inner_fn},
     "mamba_ssm.modules": {},
     "mamba_ssm.modules.mamba_simple": {"Mamba": Mamba},
     "mamba_ssm.models": {},
