@@ -10,6 +10,16 @@ from .ops import (
     soft_permute_ref,
     soft_sort_matrix,
 )
+from .modules import (
+    InferenceParams,
+    Mamba,
+    MambaConfig,
+    MambaLMHeadModel,
+    MambaVisionClassifier,
+    MambaVisionMixer,
+    set_scan_backend,
+)
+from . import integrations
 
 __all__ = [
     "__version__",
@@ -18,4 +28,12 @@ __all__ = [
     "soft_sort_matrix",
     "soft_permute_ref",
     "score_and_permute_ref",
+    "Mamba",
+    "InferenceParams",
+    "MambaConfig",
+    "MambaLMHeadModel",
+    "MambaVisionMixer",
+    "MambaVisionClassifier",
+    "set_scan_backend",
+    "integrations",
 ]
