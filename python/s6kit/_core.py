@@ -9,7 +9,16 @@ import torch
 
 from . import _C  # noqa: F401  (re-exported for the ops)
 
-_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
+# Floating-point storage types, then integer index types; the codes match DType in
+# cpp/include/s6kit/tensor.h. Each op's C++ checks say which dtypes each argument accepts.
+_DTYPE_CODES = {
+    torch.float32: 0,
+    torch.float16: 1,
+    torch.bfloat16: 2,
+    torch.float64: 3,
+    torch.int32: 4,
+    torch.int64: 5,
+}
 _DEVICE_CODES = {"cpu": 0, "cuda": 1}
 
 
@@ -22,7 +31,8 @@ def desc(t: torch.Tensor | None, op: str, arg: str):
     code = _DTYPE_CODES.get(t.dtype)
     if code is None:
         raise ValueError(
-            f"{op}: argument '{arg}' must be float32, float16, bfloat16 or float64, got {t.dtype}"
+            f"{op}: argument '{arg}' must be float32, float16, bfloat16, float64, int32 or int64, "
+            f"got {t.dtype}"
         )
     dev = _DEVICE_CODES.get(t.device.type)
     if dev is None:
