@@ -69,8 +69,9 @@ struct SoftSortBwdParams : SoftSortParams {
   void* dx = nullptr;
   // soft_permute: gradient of the scores (batch, L), contiguous, acc type (w and dw null).
   void* dscores = nullptr;
-  // score_and_permute (scores = x . w): w (dim,) and dw (dim,), contiguous, acc type; dx then
-  // also receives dscores[b, l] * w.
+  // score_and_permute (scores = x . w, with_w): w (dim,) and dw (dim,), contiguous, acc type;
+  // dx then also receives dscores[b, l] * w.
+  bool with_w = false;
   const void* w = nullptr;
   void* dw = nullptr;
 };

@@ -211,7 +211,7 @@ void key_gradient(const SoftSortBwdParams& p, const Vec<RowInfo<acc_t>>& rows, c
 template <typename in_t, typename acc_t>
 void bwd_typed(const SoftSortBwdParams& p, int num_threads) {
   const int64_t B = p.batch, L = p.seqlen, D = p.dim;
-  const bool with_w = p.w != nullptr;
+  const bool with_w = p.with_w;
   if (with_w) std::fill(static_cast<acc_t*>(p.dw), static_cast<acc_t*>(p.dw) + D, acc_t(0));
   if (B * L == 0) return;
   const Vec<RowInfo<acc_t>> rows = all_row_info<acc_t>(p, true, num_threads);
@@ -248,7 +248,7 @@ void bwd_typed(const SoftSortBwdParams& p, int num_threads) {
         acc_t dw = 0;
         for (int64_t i = 0; i < L; ++i) {
           const acc_t dsi = sign * dk[b * L + i];
-          const acc_t dyi = p.hard ? load<acc_t>(static_cast<const in_t*>(p.dout)[
+          const acc_t dyi = p.hard && r.finite ? load<acc_t>(static_cast<const in_t*>(p.dout)[
                                          b * p.dout_batch_stride + d * p.dout_dim_stride +
                                          i * p.dout_seq_stride])
                                    : DY[(b * L + i) * D + d];

@@ -227,7 +227,7 @@ def soft_permute(
     x = _check_tokens(x, _OP)
     _check_companion(scores, "scores", x, (x.shape[0], x.shape[2]), "(batch, L)", _OP)
     tau, p = _check_hyper(tau, p, _OP)
-    scores = scores.to(_acc_dtype(x))
+    scores = scores.to(_acc_dtype(x)).contiguous()
     return _soft_permute_fwd(x, scores, tau, p, bool(hard), bool(descending))[0]
 
 
