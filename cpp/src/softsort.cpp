@@ -4,11 +4,13 @@
 
 namespace s6kit {
 
+#ifndef S6KIT_WITH_CUDA
 [[noreturn]] static void no_cuda(const char* op) {
   throw ArgError(std::string(op) +
                  ": argument 'x' is on a CUDA device, but this build of s6kit has no CUDA backend "
                  "(it was built without nvcc; reinstall with nvcc on the PATH)");
 }
+#endif
 
 void softsort_scores(const SoftSortScoreParams& p, void* stream, int num_threads) {
   if (p.device == Device::cpu) return softsort_scores_cpu(p, num_threads);

@@ -27,6 +27,10 @@ void check_tokens(const Checker& ck, const TensorDesc& x, const char* arg) {
   ck.data(x, arg);
   ck.require(x.shape[2] <= std::numeric_limits<int32_t>::max(), arg,
              "has more than 2^31 - 1 tokens (L), which the int32 permutation cannot index");
+  if (x.device == Device::cuda)
+    ck.require(x.shape[0] <= 65535 && x.shape[1] <= std::numeric_limits<int32_t>::max(), arg,
+               "has more than 65535 batch elements (a CUDA grid dimension) or 2^31 - 1 channels, got " +
+                   x.shape_str());
 }
 
 void check_dense(const Checker& ck, const TensorDesc& t, const char* arg,
