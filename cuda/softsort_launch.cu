@@ -20,6 +20,7 @@ namespace {
 
 constexpr int kE = 8, kMaxThreads = 512;
 constexpr int kMaxStages = 3;
+constexpr int kMinChannelsPerPart = 16;
 constexpr size_t kSmemBudget = 200 * 1024;
 
 void check(cudaError_t e, const char* what) {
@@ -215,8 +216,12 @@ void configure_rows(Args& a, RowKernel kind) {
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, a.threads, dyn),
         "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
   const int slots = std::max(1, per_sm) * device_attr(cudaDevAttrMultiProcessorCount);
-  // One wave of blocks split evenly over the batch, each block a range of channels.
+  // One wave of blocks split evenly over the batch, each block a range of channels. The partial
+  // sums of the backward sweep take 8 bytes per position and block: with at least
+  // kMinChannelsPerPart channels per block they stay a fraction of the tokens' size.
   a.groups = std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B, 1)));
+  if (kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx)
+    a.groups = std::max(1, std::min(a.groups, a.D / kMinChannelsPerPart));
 }
 
 }  // namespace cuda_softsort

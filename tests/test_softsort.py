@@ -271,7 +271,7 @@ def test_long_sequence_memory_stays_linear():
     assert finite == "True"
     assert float(err) < 1e-5
     # out, dx, ds and the backward's scratch: far below one L x L matrix (17 GB).
-    assert int(growth) < 12 * int(token_bytes), (growth, token_bytes)
+    assert int(growth) < 16 * int(token_bytes), (growth, token_bytes)
 
 
 # ---- torch.compile and op registration ---------------------------------------------------------
