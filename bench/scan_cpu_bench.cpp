@@ -28,7 +28,9 @@ int main(int argc, char** argv) {
   auto A = uniform(scalar_A ? d : d * N, -1.5f, -0.5f, 4);
   auto B = randn(b * N * L, 1, 0, 5), C = randn(b * N * L, 1, 0, 6);
   auto D = randn(d, 1, 0, 7), bias = randn(d, 0.1f, 0, 8);
-  std::vector<float> out(b * d * L), last(b * d * N), dout = randn(b * d * L, 1, 0, 9);
+  const int64_t n_ckpt = (L + kScanCheckpointInterval - 1) / kScanCheckpointInterval;
+  std::vector<float> out(b * d * L), last(b * d * N), ckpt(b * d * n_ckpt * N),
+      dout = randn(b * d * L, 1, 0, 9);
   std::vector<float> du(b * d * L), ddelta(b * d * L), dz(b * d * L), dA(A.size()),
       dB(B.size()), dC(C.size()), dD(d), dbias(d);
 
@@ -45,6 +47,9 @@ int main(int argc, char** argv) {
   in.z = with_z ? &zd : nullptr;
   in.delta_bias = &biasd;
   in.delta_softplus = true;
+  // As in training: the forward saves states every kScanCheckpointInterval steps for the backward.
+  const TensorDesc ckptd = make_desc(ckpt.data(), DType::f32, {b, d, n_ckpt, N});
+  in.checkpoints = &ckptd;
   const ScanParams fp = make_scan_params(in, make_desc(out.data(), DType::f32, {b, d, L}),
                                          make_desc(last.data(), DType::f32, {b, d, N}));
   ScanGrads g;

@@ -12,6 +12,16 @@ from .ops import (
     soft_permute_ref,
     soft_sort_matrix,
 )
+from .modules import (
+    InferenceParams,
+    Mamba,
+    MambaConfig,
+    MambaLMHeadModel,
+    MambaVisionClassifier,
+    MambaVisionMixer,
+    set_scan_backend,
+)
+from . import integrations
 
 __all__ = [
     "__version__",
@@ -22,4 +32,12 @@ __all__ = [
     "soft_sort_matrix",
     "soft_permute_ref",
     "score_and_permute_ref",
+    "Mamba",
+    "InferenceParams",
+    "MambaConfig",
+    "MambaLMHeadModel",
+    "MambaVisionMixer",
+    "MambaVisionClassifier",
+    "set_scan_backend",
+    "integrations",
 ]

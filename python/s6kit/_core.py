@@ -19,25 +19,26 @@ _DTYPE_CODES = {
     torch.int32: 4,
     torch.int64: 5,
 }
-_DEVICE_CODES = {"cpu": 0, "cuda": 1}
+_DEVICE_CODES = {"cpu": 0, "cuda": 1}  # as s6kit::Device
 
 
 def desc(t: torch.Tensor | None, op: str, arg: str):
     """The descriptor of ``t`` (None stays None). Raises ValueError naming ``arg``."""
     if t is None:
         return None
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{op}: argument '{arg}' must be a torch.Tensor, got {type(t).__name__}")
-    code = _DTYPE_CODES.get(t.dtype)
-    if code is None:
+    code = _DTYPE_CODES.get(getattr(t, "dtype", None))
+    if code is None or not isinstance(t, torch.Tensor):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{op}: argument '{arg}' must be a torch.Tensor, got {type(t).__name__}")
         raise ValueError(
             f"{op}: argument '{arg}' must be float32, float16, bfloat16, float64, int32 or int64, "
             f"got {t.dtype}"
         )
-    dev = _DEVICE_CODES.get(t.device.type)
-    if dev is None:
+    if t.is_cuda:
+        return (t.data_ptr(), code, t.shape, t.stride(), 1, t.get_device())
+    if not t.is_cpu:
         raise ValueError(f"{op}: argument '{arg}' must be on the CPU or a CUDA device, got {t.device}")
-    return (t.data_ptr(), code, tuple(t.shape), t.stride(), dev, t.device.index or 0)
+    return (t.data_ptr(), code, t.shape, t.stride(), 0, 0)
 
 
 def stream_of(t: torch.Tensor) -> int:

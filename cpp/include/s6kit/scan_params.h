@@ -52,7 +52,7 @@ struct ScanParams {
   // States saved for the backward, (batch, dim, n_checkpoints, N) fp32 contiguous, where
   // checkpoint c is h before step c * kScanCheckpointInterval (n_checkpoints = ceil(L / interval)).
   // The forward writes them when non-null; the backward reads them when non-null and otherwise
-  // recomputes them. The CPU backend neither writes nor reads them.
+  // recomputes them.
   void* checkpoints = nullptr;
 };
 

@@ -8,7 +8,8 @@
 //     inner loop reads N contiguous values per step;
 //   * per-step scalar work (softplus, silu, D) runs in separate loops over L that vectorise.
 // The backward recomputes the forward inside chunks of kChunk steps from checkpoints of h taken
-// every kChunk steps, so it stores O(L / kChunk * N + kChunk * N) values per row, not O(L * N).
+// every kChunk steps (saved by the forward when the caller hands in a buffer, else recomputed),
+// so it keeps O(L / kChunk * N + kChunk * N) values per row, not O(L * N).
 // Reductions over rows (dA, dD, d_delta_bias, dB, dC) go through per-task partial sums that are
 // added in a fixed order: results do not depend on the thread count.
 #pragma once
@@ -29,7 +30,7 @@
 
 namespace s6kit::cpu::S6KIT_ISA {
 
-constexpr int64_t kChunk = 64;  // backward recompute chunk (steps)
+constexpr int64_t kChunk = kScanCheckpointInterval;  // backward recompute chunk (steps)
 constexpr int64_t kMaxBlocksPerGroup = 8;  // row blocks per (b, g) for the dB / dC partials
 
 template <typename T>
@@ -207,6 +208,7 @@ template <bool kScalarA, typename in_t, typename w_t, typename acc_t>
 void fwd_rows(const ScanParams& p, const Vec<acc_t>& Bt, const Vec<acc_t>& Ct, int64_t begin,
               int64_t end) {
   const int64_t L = p.seqlen, N = p.dstate;
+  const int64_t n_chunks = (L + kChunk - 1) / kChunk;
   RowScratch<acc_t> s(L, N);
   Vec<acc_t> h(N), a(kChunk * (kScalarA ? 1 : N));
   for (int64_t row = begin; row < end; ++row) {
@@ -219,10 +221,14 @@ void fwd_rows(const ScanParams& p, const Vec<acc_t>& Bt, const Vec<acc_t>& Ct, i
     } else {
       std::fill(h.begin(), h.end(), acc_t(0));
     }
-    for (int64_t l0 = 0; l0 < L; l0 += kChunk)
+    w_t* ckpt = p.checkpoints ? static_cast<w_t*>(p.checkpoints) + row * n_chunks * N : nullptr;
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      if (ckpt)
+        for (int64_t n = 0; n < N; ++n) ckpt[c * N + n] = store<w_t>(h[n]);
       run_chunk<kScalarA>(h.data(), s.A.data(), s.dt.data(), s.dtu.data(), v.B, v.B_step, v.C,
-                          v.C_step, l0, std::min(L, l0 + kChunk), N, a.data(),
+                          v.C_step, c * kChunk, std::min(L, (c + 1) * kChunk), N, a.data(),
                           static_cast<acc_t*>(nullptr), s.y.data());
+    }
 
     const acc_t D = p.has_D ? load<acc_t>(static_cast<const w_t*>(p.D)[d * p.D_stride]) : acc_t(0);
 #pragma omp simd
@@ -314,18 +320,23 @@ void bwd_task(const ScanBwdParams& p, const Vec<acc_t>& Bt, const Vec<acc_t>& Ct
       for (int64_t l = 0; l < L; ++l) s.zs[l] = load<acc_t>(z[l]);
     }
 
-    // Checkpoint pass.
-    if (p.has_initial_state) {
-      const w_t* h0 = static_cast<const w_t*>(p.initial_state) + row * N;
-      for (int64_t n = 0; n < N; ++n) h[n] = load<acc_t>(h0[n]);
+    // States before each chunk: saved by the forward, or recomputed here.
+    if (p.checkpoints) {
+      const w_t* saved = static_cast<const w_t*>(p.checkpoints) + row * n_chunks * N;
+      for (int64_t i = 0; i < n_chunks * N; ++i) ckpt[i] = load<acc_t>(saved[i]);
     } else {
-      std::fill(h, h + N, acc_t(0));
-    }
-    for (int64_t c = 0; c < n_chunks; ++c) {
-      std::copy(h, h + N, ckpt + c * N);
-      run_chunk<kScalarA>(h, s.A.data(), s.dt.data(), s.dtu.data(), v.B, v.B_step, v.C, v.C_step,
-                          c * kChunk, std::min(L, (c + 1) * kChunk), N, Adec,
-                          static_cast<acc_t*>(nullptr), static_cast<acc_t*>(nullptr));
+      if (p.has_initial_state) {
+        const w_t* h0 = static_cast<const w_t*>(p.initial_state) + row * N;
+        for (int64_t n = 0; n < N; ++n) h[n] = load<acc_t>(h0[n]);
+      } else {
+        std::fill(h, h + N, acc_t(0));
+      }
+      for (int64_t c = 0; c < n_chunks; ++c) {
+        std::copy(h, h + N, ckpt + c * N);
+        run_chunk<kScalarA>(h, s.A.data(), s.dt.data(), s.dtu.data(), v.B, v.B_step, v.C,
+                            v.C_step, c * kChunk, std::min(L, (c + 1) * kChunk), N, Adec,
+                            static_cast<acc_t*>(nullptr), static_cast<acc_t*>(nullptr));
+      }
     }
 
     if (p.dlast_state) {

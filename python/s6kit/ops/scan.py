@@ -28,8 +28,8 @@ def _state_size(A: Tensor, B: Tensor) -> int:
 
 
 def _checkpoint_shape(u: Tensor, A: Tensor, B: Tensor, save: bool) -> tuple[int, ...]:
-    """States the CUDA forward keeps for its backward (none on the CPU, which recomputes)."""
-    if not save or u.device.type != "cuda":
+    """States the forward keeps for its backward: h every SCAN_CHECKPOINT_INTERVAL steps."""
+    if not save:
         return (0,)
     batch, dim, L = u.shape
     interval = _C.SCAN_CHECKPOINT_INTERVAL
@@ -173,6 +173,12 @@ def selective_scan_fn(
     if not isinstance(u, Tensor) or u.dim() != 3:
         shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
         raise ValueError(f"{_OP}: argument 'u' must be a tensor of shape (batch, dim, L), got {shape}")
+    for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
+                    ("delta_bias", delta_bias), ("initial_state", initial_state)):
+        if isinstance(t, Tensor) and t.device != u.device:
+            raise ValueError(
+                f"{_OP}: argument '{name}' must be on the device of 'u' ({u.device}), got {t.device}"
+            )
     _check_same_dtype(delta, "delta", u)
     _check_same_dtype(z, "z", u)
     for name, t in (("B", B), ("C", C)):

@@ -1,0 +1,1 @@
+"""Benchmark harnesses behind `s6kit bench ...` (performance is shown here, never in tests)."""
