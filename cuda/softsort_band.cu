@@ -316,7 +316,7 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
     return;
   }
   T* dx_smem = a.dx_smem ? reinterpret_cast<T*>(dyn) : nullptr;
-  const int32_t* perm = a.perm + int64_t(b) * L;
+  const int64_t* perm = a.perm + int64_t(b) * L;
   const float* dk = a.dk + int64_t(b) * L;
   for (int r = 0; r < cr.rows(); ++r) {
     const int d = cr.d0 + r;

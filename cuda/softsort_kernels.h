@@ -26,7 +26,7 @@ struct Args {
 
   const void* x = nullptr;  int64_t xb = 0, xd = 0;
   const float* t = nullptr;        // sorted scores (B, L)
-  const int32_t* perm = nullptr;   // (B, L)
+  const int64_t* perm = nullptr;   // (B, L)
   void* out = nullptr;             // (B, D, L) contiguous, or the sorted-token scratch
 
   const void* g = nullptr;  int64_t gb = 0, gd = 0, gl = 0;

@@ -1,8 +1,11 @@
 // CUDA entry points of the SoftSort ops: launch configuration, workspace layout and the order of
 // the kernels (see softsort_scan.cu and softsort_band.cu for what each computes).
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "s6kit/softsort.h"
 #include "softsort_kernels.h"
@@ -47,11 +50,65 @@ class DeviceGuard {
   int prev_ = 0;
 };
 
-int device_attr(cudaDeviceAttr attr) {
-  int dev = 0, v = 0;
+// Launch facts of the current device, queried once per device / kernel / shape and cached: a
+// launch then costs no driver queries beyond the launch itself.
+struct KernelFacts {
+  int sms = 1;           // multiprocessors
+  size_t smem_limit = 0;  // dynamic shared memory a block may use, after the kernel's static part
+};
+
+int current_device() {
+  int dev = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&v, attr, dev), "cudaDeviceGetAttribute");
-  return v;
+  return dev;
+}
+
+std::mutex& cache_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+KernelFacts kernel_facts(const void* kernel) {
+  static std::map<std::pair<int, const void*>, KernelFacts> cache;
+  const int dev = current_device();
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  auto it = cache.find({dev, kernel});
+  if (it != cache.end()) return it->second;
+  int sms = 0, optin = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+        "cudaDeviceGetAttribute");
+  cudaFuncAttributes attr{};
+  check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
+  const size_t limit = std::min(size_t(optin), kSmemBudget);
+  KernelFacts f;
+  f.sms = std::max(sms, 1);
+  f.smem_limit = limit > attr.sharedSizeBytes + 1024 ? limit - attr.sharedSizeBytes - 1024 : 0;
+  cache[{dev, kernel}] = f;
+  return f;
+}
+
+// Blocks of `kernel` per multiprocessor with `threads` threads and `dyn` bytes of dynamic shared
+// memory; raises the kernel's dynamic shared memory limit to `dyn` first when needed.
+int blocks_per_sm(const void* kernel, int threads, size_t dyn) {
+  static std::map<std::pair<int, const void*>, size_t> dyn_set;
+  static std::map<std::tuple<int, const void*, int, size_t>, int> occupancy;
+  const int dev = current_device();
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  size_t& granted = dyn_set[{dev, kernel}];
+  if (dyn > granted) {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
+          "cudaFuncSetAttribute");
+    granted = dyn;
+  }
+  auto key = std::make_tuple(dev, kernel, threads, dyn);
+  auto it = occupancy.find(key);
+  if (it != occupancy.end()) return it->second;
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, dyn),
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  occupancy[key] = std::max(n, 1);
+  return occupancy[key];
 }
 
 // Bump allocator over the caller's workspace (256-byte aligned pieces).
@@ -189,13 +246,9 @@ void configure_rows(Args& a, RowKernel kind) {
 
   const void* kernel = kind == RowKernel::kUnpermute ? unpermute_kernel_handle(a.dtype)
                                                      : row_kernel_handle(a.dtype, kind);
-  cudaFuncAttributes attr{};
-  check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
-  const size_t optin = size_t(device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin));
-  const size_t limit = std::min(optin, kSmemBudget);
-  const size_t budget = limit > attr.sharedSizeBytes + 1024 ? limit - attr.sharedSizeBytes - 1024 : 0;
+  const KernelFacts facts = kernel_facts(kernel);
   const size_t row = size_t(L) * dtype_size(a.dtype);
-  const int fit = int(std::min<size_t>(budget / row, 16));
+  const int fit = int(std::min<size_t>(facts.smem_limit / row, 16));
   const bool writes_dx = kind == RowKernel::kBwdPartialsDx || kind == RowKernel::kBwdDxScore ||
                          kind == RowKernel::kUnpermute;
   if (kind == RowKernel::kUnpermute) {
@@ -208,14 +261,8 @@ void configure_rows(Args& a, RowKernel kind) {
     a.dx_smem = false;
     a.stages = std::min(kMaxStages, fit);
   }
-
   const size_t dyn = row * (size_t(a.stages) + (a.dx_smem ? 1 : 0));
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
-        "cudaFuncSetAttribute");
-  int per_sm = 0;
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, a.threads, dyn),
-        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  const int slots = std::max(1, per_sm) * device_attr(cudaDevAttrMultiProcessorCount);
+  const int slots = blocks_per_sm(kernel, a.threads, dyn) * facts.sms;
   // One wave of blocks split evenly over the batch, each block a range of channels. The partial
   // sums of the backward sweep take 8 bytes per position and block: with at least
   // kMinChannelsPerPart channels per block they stay a fraction of the tokens' size.

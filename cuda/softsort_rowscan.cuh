@@ -46,7 +46,7 @@ struct RowEnv {
   int L, tiles, tile;  // tile = blockDim.x * kE
   float sign, inv_tau;
   const float* t;      // sorted scores of this batch element
-  const int32_t* perm;
+  const int64_t* perm;
   const float* invz;   // null: 1
 };
 
@@ -79,7 +79,7 @@ __device__ void load_ctx(Ctx& c, const RowEnv& env, int start, int* iscratch) {
 #pragma unroll
   for (int j = 0; j < kE; ++j) {
     const int i = c.s + j;
-    c.perm[j] = i < L ? env.perm[i] : 0;
+    c.perm[j] = i < L ? int(env.perm[i]) : 0;
     c.invz[j] = (i < L && env.invz) ? env.invz[i] : 1.f;
   }
   if (kStrict) {

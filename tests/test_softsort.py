@@ -298,7 +298,6 @@ def test_opcheck():
     x, s, g = _inputs(2, 3, 9, "random", seed=22)
     w = torch.randn(3, dtype=torch.float64)
     t, perm = torch.sort(s, dim=-1, descending=True, stable=True)
-    perm = perm.to(torch.int32)
     ops = torch.ops.s6kit
     torch.library.opcheck(ops.soft_permute_fwd, (x.requires_grad_(True), s, 1.0, 1.0, False, True))
     torch.library.opcheck(ops.score_and_permute_fwd, (x, w, 1.0, 2.0, False, False))
@@ -354,7 +353,7 @@ def test_core_rejects_bad_descriptors():
     """The compiled core checks everything again (shape, dtype, layout) with clear messages."""
     x = torch.randn(2, 3, 5)
     t = torch.randn(2, 5)
-    perm = torch.arange(5, dtype=torch.int32).repeat(2, 1)
+    perm = torch.arange(5).repeat(2, 1)
     out = torch.empty(2, 3, 5)
     alloc = lambda n: None  # noqa: E731  (never called on the CPU)
 
@@ -363,8 +362,8 @@ def test_core_rejects_bad_descriptors():
                         desc(out, "t", "out"), tau, p, False, True, alloc, 0, 1)
 
     fwd()
-    with pytest.raises(ValueError, match="'perm' must be int32"):
-        fwd(perm=perm.long())
+    with pytest.raises(ValueError, match="'perm' must be int64"):
+        fwd(perm=perm.int())
     with pytest.raises(ValueError, match="'sorted_scores' must be float32"):
         fwd(t=t.double())
     with pytest.raises(ValueError, match="'out' must have shape"):

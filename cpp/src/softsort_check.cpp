@@ -26,7 +26,7 @@ void check_tokens(const Checker& ck, const TensorDesc& x, const char* arg) {
   ck.unit_last_stride(x, arg);
   ck.data(x, arg);
   ck.require(x.shape[2] <= std::numeric_limits<int32_t>::max(), arg,
-             "has more than 2^31 - 1 tokens (L), which the int32 permutation cannot index");
+             "has more than 2^31 - 1 tokens (L)");
   if (x.device == Device::cuda)
     ck.require(x.shape[0] <= 65535 && x.shape[1] <= std::numeric_limits<int32_t>::max(), arg,
                "has more than 65535 batch elements (a CUDA grid dimension) or 2^31 - 1 channels, got " +
@@ -78,10 +78,10 @@ SoftSortParams check_inputs(const Checker& ck, const SoftSortInputs& in) {
                                              : " (scores are sorted in float32)";
   check_dense(ck, in.sorted_scores, "sorted_scores", {p.batch, p.seqlen}, "(batch, L)",
               p.acc_type, why, x, "x");
-  check_dense(ck, in.perm, "perm", {p.batch, p.seqlen}, "(batch, L)", DType::i32,
+  check_dense(ck, in.perm, "perm", {p.batch, p.seqlen}, "(batch, L)", DType::i64,
               " (the stable argsort of the scores)", x, "x");
   p.sorted_scores = in.sorted_scores.data;
-  p.perm = static_cast<const int32_t*>(in.perm.data);
+  p.perm = static_cast<const int64_t*>(in.perm.data);
   return p;
 }
 

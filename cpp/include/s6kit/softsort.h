@@ -10,7 +10,7 @@ namespace s6kit {
 struct SoftSortInputs {
   TensorDesc x;              // (batch, dim, L)
   TensorDesc sorted_scores;  // (batch, L), acc type
-  TensorDesc perm;           // (batch, L), int32
+  TensorDesc perm;           // (batch, L), int64
   double tau = 1.0, p = 1.0;
   bool hard = false, descending = true;
 };

@@ -49,10 +49,11 @@ struct SoftSortParams {
 
   // Tokens (batch, dim, L), stride 1 along L.
   const void* x = nullptr;  int64_t x_batch_stride = 0, x_dim_stride = 0;
-  // Sorted scores t (batch, L) in the acc type and the stable argsort perm (batch, L) int32,
+  // Sorted scores t (batch, L) in the acc type and the stable argsort perm (batch, L) int64 (as
+  // torch.sort returns it),
   // both contiguous: t_i = scores[b, perm[b, i]].
   const void* sorted_scores = nullptr;
-  const int32_t* perm = nullptr;
+  const int64_t* perm = nullptr;
   // Forward output (batch, dim, L), contiguous, input dtype: in sorted order.
   void* out = nullptr;
 

@@ -34,7 +34,7 @@ struct RowInfo {
   Vec<acc_t> key, decay, inv_z;
   Vec<uint8_t> tie;
   Vec<int64_t> lo, hi;
-  const int32_t* perm = nullptr;
+  const int64_t* perm = nullptr;
   bool finite = true;  // all scores finite; otherwise every output of the element is NaN
 };
 
@@ -137,7 +137,7 @@ Vec<RowInfo<acc_t>> all_row_info(const SoftSortParams& p, bool weights, int num_
 
 // y[i * kLanes + c] = x[b, d0 + c, perm[i]] for c < nc, 0 for the lanes past the last channel.
 template <typename in_t, typename acc_t>
-void gather_lanes(const SoftSortParams& p, const int32_t* perm, int64_t b, int64_t d0, int64_t nc,
+void gather_lanes(const SoftSortParams& p, const int64_t* perm, int64_t b, int64_t d0, int64_t nc,
                   acc_t* y) {
   const int64_t L = p.seqlen;
   const in_t* x = static_cast<const in_t*>(p.x) + b * p.x_batch_stride + d0 * p.x_dim_stride;

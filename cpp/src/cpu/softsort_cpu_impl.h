@@ -267,7 +267,7 @@ void bwd_typed(const SoftSortBwdParams& p, int num_threads) {
   } else {
     acc_t* ds = static_cast<acc_t*>(p.dscores);
     for (int64_t b = 0; b < B; ++b) {
-      const int32_t* perm = rows[b].perm;
+      const int64_t* perm = rows[b].perm;
       for (int64_t i = 0; i < L; ++i) ds[b * L + perm[i]] = sign * dk[b * L + i];
     }
   }

@@ -40,7 +40,7 @@ def _acc_dtype(x: Tensor) -> torch.dtype:
 
 def _sort(key: Tensor, descending: bool) -> tuple[Tensor, Tensor]:
     t, perm = torch.sort(key, dim=-1, descending=descending, stable=True)
-    return t, perm.to(torch.int32)
+    return t, perm
 
 
 def _permute(x: Tensor, t: Tensor, perm: Tensor, tau: float, p: float, hard: bool,
@@ -77,7 +77,7 @@ def _fake_outputs(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return (
         torch.empty_like(x, memory_format=torch.contiguous_format),
         x.new_empty((batch, L), dtype=_acc_dtype(x)),
-        x.new_empty((batch, L), dtype=torch.int32),
+        x.new_empty((batch, L), dtype=torch.int64),
     )
 
 
