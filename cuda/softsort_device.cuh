@@ -171,8 +171,8 @@ __device__ __forceinline__ void cp_async_wait(int n) {
   }
 }
 
-// Copies row[0, L) into dst: 16-byte asynchronous copies when both are 16-byte aligned and the
-// row is a whole number of 16-byte chunks, plain loads otherwise. Commits one group either way.
+// Starts copying row[0, L) into dst: 16-byte asynchronous copies when both are 16-byte aligned
+// and the row is a whole number of 16-byte chunks, plain loads otherwise. The caller commits.
 template <typename T>
 __device__ void row_to_smem(T* dst, const T* src, int L) {
   const bool vec = (reinterpret_cast<uintptr_t>(src) % 16 == 0) &&
@@ -184,12 +184,12 @@ __device__ void row_to_smem(T* dst, const T* src, int L) {
   } else {
     for (int k = threadIdx.x; k < L; k += blockDim.x) dst[k] = src[k];
   }
-  cp_async_commit();
 }
 
 // ---- E consecutive elements of a thread ---------------------------------------------------------
 
 // v[j] = row[(s + j) * stride] for s + j < L, 0 past the end; 16-byte loads when possible.
+// `row` may point to global or shared memory.
 template <typename T, int E>
 __device__ __forceinline__ void load_run(const T* row, int64_t stride, int s, int L, float (&v)[E]) {
   static_assert((E * sizeof(T)) % 16 == 0, "a run is a whole number of 16-byte chunks");
@@ -198,7 +198,7 @@ __device__ __forceinline__ void load_run(const T* row, int64_t stride, int s, in
     constexpr int kChunks = E * sizeof(T) / 16, kPer = 16 / sizeof(T);
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
-      const uint4 u = __ldg(reinterpret_cast<const uint4*>(p) + c);
+      const uint4 u = reinterpret_cast<const uint4*>(p)[c];  // global or shared memory
       const T* e = reinterpret_cast<const T*>(&u);
 #pragma unroll
       for (int k = 0; k < kPer; ++k) v[c * kPer + k] = to_f(e[k]);

@@ -22,6 +22,7 @@ struct Args {
   int threads = 32, tile = 256, tiles = 1;
   int groups = 1;      // channel groups per batch element: grid (groups, B)
   int stages = 0;      // x rows staged in shared memory per block (0: gathered from global)
+  bool g_smem = false;   // backward: the g rows staged with the x rows
   bool dx_smem = false;  // dx rows assembled in shared memory before the store
 
   const void* x = nullptr;  int64_t xb = 0, xd = 0;
@@ -49,7 +50,7 @@ struct Args {
 
 enum class RowKernel { kFwd, kBwdPartials, kBwdPartialsDx, kBwdDxScore, kGather, kUnpermute };
 
-// Fills threads / tile / tiles / groups / stages / dx_smem of `a` for `kind` on the current
+// Fills threads / tile / tiles / groups / stages / g_smem / dx_smem of `a` for `kind` on the current
 // device (deterministic: the workspace size follows from it).
 void configure_rows(Args& a, RowKernel kind);
 

@@ -248,20 +248,24 @@ void configure_rows(Args& a, RowKernel kind) {
                                                      : row_kernel_handle(a.dtype, kind);
   const KernelFacts facts = kernel_facts(kernel);
   const size_t row = size_t(L) * dtype_size(a.dtype);
-  const int fit = int(std::min<size_t>(facts.smem_limit / row, 16));
-  const bool writes_dx = kind == RowKernel::kBwdPartialsDx || kind == RowKernel::kBwdDxScore ||
-                         kind == RowKernel::kUnpermute;
+  const int fit = int(std::min<size_t>(facts.smem_limit / row, 16));  // rows that fit
+  const bool sweep = kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx ||
+                     kind == RowKernel::kBwdDxScore;
+  const bool writes_dx = kind != RowKernel::kBwdPartials && (sweep || kind == RowKernel::kUnpermute);
+  // Shared memory goes first to one staged x row (the gather source), then to the dx row (the
+  // scatter target), then to the g rows of the sweeps (when g runs along L; a broadcast
+  // gradient, stride 0, is read directly), then to more stages.
   if (kind == RowKernel::kUnpermute) {
     a.stages = 0;
+    a.g_smem = false;
     a.dx_smem = fit >= 1;
-  } else if (writes_dx) {  // first one staged x row, then the dx row, then more x rows
-    a.dx_smem = fit >= 2;
-    a.stages = std::min(kMaxStages, a.dx_smem ? fit - 1 : fit);
   } else {
-    a.dx_smem = false;
-    a.stages = std::min(kMaxStages, fit);
+    a.dx_smem = writes_dx && fit >= 2;
+    const int room = fit - (a.dx_smem ? 1 : 0);
+    a.g_smem = sweep && a.gl == 1 && room >= 2;
+    a.stages = std::min(kMaxStages, room / (a.g_smem ? 2 : 1));
   }
-  const size_t dyn = row * (size_t(a.stages) + (a.dx_smem ? 1 : 0));
+  const size_t dyn = row * (size_t(a.stages) * (a.g_smem ? 2 : 1) + (a.dx_smem ? 1 : 0));
   const int slots = blocks_per_sm(kernel, a.threads, dyn) * facts.sms;
   // One wave of blocks split evenly over the batch, each block a range of channels. The partial
   // sums of the backward sweep take 8 bytes per position and block: with at least

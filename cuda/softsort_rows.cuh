@@ -43,40 +43,49 @@ __device__ void fill_rows_nan(T* rows, int n_rows, int L) {
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) rows[i] = from_f<T>(nan_f());
 }
 
-// x rows d0 .. d0 + n of one batch element, staged through `stages` shared-memory buffers with
-// asynchronous copies (stages - 1 rows in flight); stages == 0 reads global memory directly.
+// Rows d0 .. d0 + n of one batch element (x, and the incoming gradient when `with_g`), staged
+// through `stages` shared-memory buffers with asynchronous copies (stages - 1 rows in flight);
+// stages == 0 reads global memory directly. A stage holds the x row, then the g row.
 template <typename T>
 struct RowPipe {
   T* buf;
   int stages, L, n;
-  const T* base;
-  int64_t dstride;
+  const T *x, *g;
+  int64_t x_dstride, g_dstride;
 
-  __device__ RowPipe(void* smem, int stages_, int L_, const T* first_row, int64_t dstride_, int n_)
-      : buf(static_cast<T*>(smem)), stages(stages_), L(L_), n(n_), base(first_row),
-        dstride(dstride_) {}
+  __device__ RowPipe(void* smem, int stages_, int L_, int n_, const T* x_first, int64_t x_dstride_,
+                     const T* g_first = nullptr, int64_t g_dstride_ = 0)
+      : buf(static_cast<T*>(smem)), stages(stages_), L(L_), n(n_), x(x_first), g(g_first),
+        x_dstride(x_dstride_), g_dstride(g_dstride_) {}
+
+  __device__ int64_t stage_size() const { return int64_t(g ? 2 : 1) * L; }
+  // Shared memory after the stages.
+  __device__ T* end() const { return buf + stages * stage_size(); }
+
+  __device__ void fill(int stage, int r) {
+    T* dst = buf + stage * stage_size();
+    row_to_smem(dst, x + r * x_dstride, L);
+    if (g) row_to_smem(dst + L, g + r * g_dstride, L);
+  }
 
   __device__ void prologue() {
     for (int k = 0; k + 1 < stages; ++k) {
-      if (k < n)
-        row_to_smem(buf + int64_t(k) * L, base + k * dstride, L);
-      else
-        cp_async_commit();
+      if (k < n) fill(k, k);
+      cp_async_commit();
     }
   }
 
-  // Row r, ready for every thread of the block. Block-wide.
+  // Stage of row r (the x row, then the g row), ready for every thread of the block; the x row
+  // in global memory when stages == 0. Block-wide.
   __device__ const T* acquire(int r) {
-    if (stages == 0) return base + r * dstride;
+    if (stages == 0) return x + r * x_dstride;
     __syncthreads();  // every thread is done with the buffer about to be refilled
     const int next = r + stages - 1;
-    if (next < n)
-      row_to_smem(buf + int64_t(next % stages) * L, base + next * dstride, L);
-    else
-      cp_async_commit();
+    if (next < n) fill(next % stages, next);
+    cp_async_commit();
     cp_async_wait(stages - 1);
     __syncthreads();
-    return buf + int64_t(r % stages) * L;
+    return buf + (r % stages) * stage_size();
   }
 };
 

@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
 // Dynamic shared memory of a row kernel: staged x rows (and the dx row).
 size_t row_smem_bytes(const Args& a) {
   const size_t row = size_t(a.L) * dtype_size(a.dtype);
-  return row * (size_t(a.stages) + (a.dx_smem ? 1 : 0));
+  return row * (size_t(a.stages) * (a.g_smem ? 2 : 1) + (a.dx_smem ? 1 : 0));
 }
 
 void launch_norm(const Args& a, cudaStream_t s) { norm_kernel<<<a.B, a.threads, 0, s>>>(a); }

@@ -20,8 +20,8 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   const RowEnv env = make_env(a, b, !a.hard);
   if (!row_finite(env)) return fill_rows_nan(out, cr.rows(), L);
 
-  RowPipe<T> pipe(dyn, a.stages, L, static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
-                  cr.rows());
+  RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
+                  static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd);
   float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
   Ctx c;
   if (env.tiles == 1 && !a.hard) load_ctx<false>(c, env, 0, sh.ints);
@@ -75,10 +75,11 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
     return;
   }
 
-  RowPipe<T> pipe(dyn, a.stages, L, static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
-                  cr.rows());
-  T* dx_smem = a.dx_smem ? reinterpret_cast<T*>(dyn) + int64_t(a.stages) * L : nullptr;
   const T* g = static_cast<const T*>(a.g) + b * a.gb + cr.d0 * a.gd;
+  RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
+                  static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
+                  a.g_smem ? g : nullptr, a.gd);
+  T* dx_smem = a.dx_smem ? pipe.end() : nullptr;
   float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
   float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
   const float* dk = a.dk + int64_t(b) * L;
@@ -97,7 +98,8 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
     const T* xs = pipe.acquire(r);
-    const T* grow = g + r * a.gd;
+    const T* grow = a.g_smem ? xs + L : g + r * a.gd;
+    const int64_t gl = a.g_smem ? 1 : a.gl;
     T* dxrow = dx + int64_t(r) * L;
     const float wd = kScore ? a.sign * a.w[cr.d0 + r] : 0.f;
     float dwacc = 0.f;
@@ -114,7 +116,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
         }
     };
     auto load_v = [&](const Ctx& c, float (&v)[N][kE]) {
-      load_run<T, kE>(grow, a.gl, c.s, L, graw);
+      load_run<T, kE>(grow, gl, c.s, L, graw);
 #pragma unroll
       for (int j = 0; j < kE; ++j) {
         ys[j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
