@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -22,6 +23,33 @@ using Vec = std::vector<T>;
 
 // Channels processed together by the vectorised scans (one lane each).
 constexpr int64_t kLanes = 8;
+
+// kLanes values as one vector (GCC / Clang vector extension: AVX registers in the avx2 variant,
+// pairs of SSE registers in the generic one). Only inline code passes them around, so the
+// calling-convention note of -Wpsabi does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename T>
+struct LaneOf;
+template <>
+struct LaneOf<float> {
+  typedef float type __attribute__((vector_size(sizeof(float) * kLanes)));
+};
+template <>
+struct LaneOf<double> {
+  typedef double type __attribute__((vector_size(sizeof(double) * kLanes)));
+};
+template <typename T>
+using Lane = typename LaneOf<T>::type;
+
+template <typename T>
+inline Lane<T> lane_load(const T* p) {
+  Lane<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+template <typename T>
+inline void lane_store(T* p, const Lane<T>& v) { std::memcpy(p, &v, sizeof v); }
 
 template <typename acc_t>
 inline acc_t nan_value() { return std::numeric_limits<acc_t>::quiet_NaN(); }

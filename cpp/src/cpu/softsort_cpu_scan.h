@@ -45,20 +45,15 @@ void scan_fwd_lanes(const SoftSortParams& p, const RowInfo<acc_t>& r, int64_t b,
   const int64_t L = p.seqlen;
   gather_lanes<in_t>(p, r.perm, b, d0, nc, y);
   const acc_t* a = r.decay.data();
-  acc_t acc[V] = {};
+  Lane<acc_t> acc = {};
   for (int64_t i = 0; i < L; ++i) {
-    const acc_t ai = a[i];
-#pragma omp simd
-    for (int64_t c = 0; c < V; ++c) f[i * V + c] = acc[c] = ai * acc[c] + y[i * V + c];
+    acc = a[i] * acc + lane_load(y + i * V);
+    lane_store(f + i * V, acc);
   }
-  acc_t g[V] = {};
+  Lane<acc_t> g = {};
   for (int64_t i = L - 1; i >= 0; --i) {
-    const acc_t ai = a[i], iz = r.inv_z[i];
-#pragma omp simd
-    for (int64_t c = 0; c < V; ++c) {
-      f[i * V + c] = (f[i * V + c] + g[c]) * iz;
-      g[c] = ai * (g[c] + y[i * V + c]);
-    }
+    lane_store(f + i * V, (lane_load(f + i * V) + g) * r.inv_z[i]);
+    g = a[i] * (g + lane_load(y + i * V));
   }
   store_lanes<in_t>(static_cast<in_t*>(p.out) + (b * p.dim + d0) * L, L, nc, f);
 }
@@ -106,50 +101,48 @@ void scan_bwd_lanes(const SoftSortBwdParams& p, const RowInfo<acc_t>& r, int64_t
 
   // Left sweep: inclusive and strict sums of y and gh.
   {
-    acc_t ily[V] = {}, sly[V] = {}, ilg[V] = {}, slg[V] = {};
+    Lane<acc_t> ily = {}, sly = {}, ilg = {}, slg = {};
     for (int64_t i = 0; i < L; ++i) {
       const acc_t ai = a[i];
-      const bool tie = r.tie[i];
-#pragma omp simd
-      for (int64_t c = 0; c < V; ++c) {
-        if (kScores) {
-          sly[c] = tie ? sly[c] : ai * ily[c];
-          slg[c] = tie ? slg[c] : ai * ilg[c];
-          ily[c] = ai * ily[c] + y[i * V + c];
-          s.sly[i * V + c] = sly[c];
-          s.slg[i * V + c] = slg[c];
-          s.ily[i * V + c] = ily[c];
+      if (kScores) {
+        if (!r.tie[i]) {
+          sly = ai * ily;
+          slg = ai * ilg;
         }
-        ilg[c] = ai * ilg[c] + gh[i * V + c];
-        s.ilg[i * V + c] = ilg[c];
+        ily = ai * ily + lane_load(y + i * V);
+        lane_store(s.sly.data() + i * V, sly);
+        lane_store(s.slg.data() + i * V, slg);
+        lane_store(s.ily.data() + i * V, ily);
       }
+      ilg = ai * ilg + lane_load(gh + i * V);
+      lane_store(s.ilg.data() + i * V, ilg);
     }
   }
 
   // Right sweep, with the results at every position.
-  acc_t iry[V] = {}, sry[V] = {}, irg[V] = {}, srg[V] = {};
+  Lane<acc_t> iry = {}, sry = {}, irg = {}, srg = {};
   const acc_t sign = p.descending ? acc_t(1) : acc_t(-1);
   in_t* dx = static_cast<in_t*>(p.dx) + (b * p.dim + d0) * L;
   const acc_t* w = kMode == ScanBwdMode::kDxScore ? static_cast<const acc_t*>(p.w) + d0 : nullptr;
   for (int64_t i = L - 1; i >= 0; --i) {
     const acc_t an = i + 1 < L ? a[i + 1] : acc_t(0);
     const bool tn = i + 1 < L && r.tie[i + 1];
-    const acc_t iz = r.inv_z[i];
+    const Lane<acc_t> yi = lane_load(y + i * V), gi = lane_load(gh + i * V);
+    const Lane<acc_t> ry = an * iry, rg = an * irg;  // sums over j > i
     acc_t dy[V];
-#pragma omp simd
-    for (int64_t c = 0; c < V; ++c) {
-      const acc_t yi = y[i * V + c], gi = gh[i * V + c];
-      const acc_t ry = an * iry[c], rg = an * irg[c];  // sums over j > i
-      dy[c] = s.ilg[i * V + c] + rg;
-      irg[c] = rg + gi;
-      if (kScores) {
-        sry[c] = tn ? sry[c] : ry;
-        srg[c] = tn ? srg[c] : rg;
-        const acc_t out = (s.ily[i * V + c] + ry) * iz;
-        iry[c] = ry + yi;
-        q_lanes[i * V + c] += gi * (sry[c] - s.sly[i * V + c]) + yi * (srg[c] - s.slg[i * V + c]);
-        c_lanes[i * V + c] += gi * out;
+    lane_store(dy, lane_load(s.ilg.data() + i * V) + rg);
+    irg = rg + gi;
+    if (kScores) {
+      if (!tn) {
+        sry = ry;
+        srg = rg;
       }
+      const Lane<acc_t> out = (lane_load(s.ily.data() + i * V) + ry) * r.inv_z[i];
+      iry = ry + yi;
+      lane_store(q_lanes + i * V, lane_load(q_lanes + i * V) +
+                                      gi * (sry - lane_load(s.sly.data() + i * V)) +
+                                      yi * (srg - lane_load(s.slg.data() + i * V)));
+      lane_store(c_lanes + i * V, lane_load(c_lanes + i * V) + gi * out);
     }
     if (kMode != ScanBwdMode::kPartials && p.hard) {  // dx is the adjoint of the permutation
       const in_t* g = static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride +
