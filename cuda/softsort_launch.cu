@@ -313,7 +313,7 @@ void softsort_fwd_cuda(const SoftSortParams& p, void* stream) {
     launch_fwd(a, s);
   } else if (p.p_is_one) {
     a.out = p.out;
-    launch_norm(a, s);
+    if (a.tiles > 1) launch_norm(a, s);  // single tiles normalise in the row kernel
     launch_fwd(a, s);
   } else {
     Args gather = a;
@@ -342,7 +342,7 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
   if (no_channels)  // nothing moves: Q = C = 0
     check(cudaMemsetAsync(a.qc, 0, size_t(a.B) * 2 * a.L * sizeof(float), s), "cudaMemsetAsync");
   if (p.p_is_one) {
-    launch_norm(a, s);
+    if (a.tiles > 1) launch_norm(a, s);  // single tiles normalise in the row kernels
     if (!no_channels) {
       launch_bwd(f.sweep, p.with_w ? RowKernel::kBwdPartials : RowKernel::kBwdPartialsDx, s);
       launch_reduce_qc(a, s);

@@ -208,6 +208,21 @@ __device__ void scan_tile(const Ctx& c, const float (&v)[N][kE], const Carries<N
   }
 }
 
+// 1 / Z of a single-tile row (Z_i = sum_j K_ij: the scans of a row of ones), computed by the
+// block itself instead of the separate pass that longer rows need. Block-wide.
+template <int N>
+__device__ void normalize_in_block(Ctx& c, Shared<N>& sh) {
+  float v[N][kE];
+#pragma unroll
+  for (int k = 0; k < N; ++k)
+#pragma unroll
+    for (int j = 0; j < kE; ++j) v[k][j] = k == 0 && j < c.n ? 1.f : 0.f;
+  TileScan<N, false> ts;
+  scan_tile<N, false>(c, v, zero_carries<N>(), ts, sh);
+#pragma unroll
+  for (int j = 0; j < kE; ++j) c.invz[j] = j < c.n ? 1.f / (ts.il[0][j] + ts.gx[0][j]) : 1.f;
+}
+
 // Runs one row: load_v(c, v) fills the tile's values, emit(c, v, ts) consumes the results.
 // `c` holds the single tile's context on entry when env.tiles == 1 (loaded once per block by
 // the caller); otherwise it is reloaded per tile. `carry` (global, env.tiles * 2 * N floats for

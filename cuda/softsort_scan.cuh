@@ -17,14 +17,18 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   const ChannelRange cr(a.D);
   if (cr.rows() <= 0) return;
   T* out = static_cast<T*>(a.out) + (int64_t(b) * a.D + cr.d0) * L;
-  const RowEnv env = make_env(a, b, !a.hard);
+  // 1 / Z: from norm_kernel for rows of several tiles, computed here for single tiles.
+  const RowEnv env = make_env(a, b, !a.hard && a.tiles > 1);
   if (!row_finite(env)) return fill_rows_nan(out, cr.rows(), L);
 
   RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
                   static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd);
   float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
   Ctx c;
-  if (env.tiles == 1 && !a.hard) load_ctx<false>(c, env, 0, sh.ints);
+  if (env.tiles == 1 && !a.hard) {
+    load_ctx<false>(c, env, 0, sh.ints);
+    normalize_in_block(c, sh);
+  }
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
     const T* src = pipe.acquire(r);
@@ -67,7 +71,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   const ChannelRange cr(D);
   if (cr.rows() <= 0) return;
   T* dx = static_cast<T*>(a.dx) + (int64_t(b) * D + cr.d0) * L;
-  const RowEnv env = make_env(a, b, true);
+  const RowEnv env = make_env(a, b, a.tiles > 1);  // 1 / Z as in fwd_kernel
   if (!row_finite(env)) {
     if (kWriteDx) fill_rows_nan(dx, cr.rows(), L);
     if (kScore)
@@ -90,6 +94,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   for (int j = 0; j < kE; ++j) qacc[j] = cacc[j] = dks[j] = 0.f;
   if (env.tiles == 1) {
     load_ctx<!kScore>(c, env, 0, sh.ints);
+    normalize_in_block(c, sh);
     if (kScore)
 #pragma unroll
       for (int j = 0; j < kE; ++j) dks[j] = j < c.n ? dk[c.s + j] : 0.f;
