@@ -39,8 +39,8 @@ def _acc_dtype(x: Tensor) -> torch.dtype:
 
 
 def _sort(key: Tensor, descending: bool) -> tuple[Tensor, Tensor]:
-    t, perm = torch.sort(key, dim=-1, descending=descending, stable=True)
-    return t, perm
+    """Sorted scores and the stable argsort (int64) along L."""
+    return torch.sort(key, dim=-1, descending=descending, stable=True)
 
 
 def _permute(x: Tensor, t: Tensor, perm: Tensor, tau: float, p: float, hard: bool,
