@@ -22,7 +22,7 @@ int band_channel_tiles(int D);
 namespace {
 
 constexpr int kE = 8, kMaxThreads = 512;
-constexpr int kMaxStages = 3;
+constexpr int kMaxStages = 4;  // cp_async_wait handles up to 3 groups in flight
 constexpr int kMinChannelsPerPart = 16;
 constexpr size_t kSmemBudget = 200 * 1024;
 
