@@ -13,7 +13,6 @@ is a broadcast scalar, which costs almost nothing to read, so the true traffic i
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -173,9 +172,3 @@ def register(subparsers) -> None:
     p.add_argument("--json", help="write the rows to this file")
     p.set_defaults(func=_cli)
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    register(parser.add_subparsers(dest="bench", required=True))
-    a = parser.parse_args()
-    a.func(a)
