@@ -4,9 +4,11 @@ Space Models" (ICLR 2025).
 """
 from ._version import __version__
 from .ops import (
+    score_and_permute,
     score_and_permute_ref,
     selective_scan_fn,
     selective_scan_ref,
+    soft_permute,
     soft_permute_ref,
     soft_sort_matrix,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "__version__",
     "selective_scan_fn",
     "selective_scan_ref",
+    "soft_permute",
+    "score_and_permute",
     "soft_sort_matrix",
     "soft_permute_ref",
     "score_and_permute_ref",

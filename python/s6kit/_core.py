@@ -9,7 +9,16 @@ import torch
 
 from . import _C  # noqa: F401  (re-exported for the ops)
 
-_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
+# Floating-point storage types, then integer index types; the codes match DType in
+# cpp/include/s6kit/tensor.h. Each op's C++ checks say which dtypes each argument accepts.
+_DTYPE_CODES = {
+    torch.float32: 0,
+    torch.float16: 1,
+    torch.bfloat16: 2,
+    torch.float64: 3,
+    torch.int32: 4,
+    torch.int64: 5,
+}
 _DEVICE_CODES = {"cpu": 0, "cuda": 1}  # as s6kit::Device
 
 
@@ -22,7 +31,8 @@ def desc(t: torch.Tensor | None, op: str, arg: str):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{op}: argument '{arg}' must be a torch.Tensor, got {type(t).__name__}")
         raise ValueError(
-            f"{op}: argument '{arg}' must be float32, float16, bfloat16 or float64, got {t.dtype}"
+            f"{op}: argument '{arg}' must be float32, float16, bfloat16, float64, int32 or int64, "
+            f"got {t.dtype}"
         )
     if t.is_cuda:
         return (t.data_ptr(), code, t.shape, t.stride(), 1, t.get_device())

@@ -11,7 +11,10 @@
 
 namespace s6kit {
 
-enum class DType : int32_t { f32 = 0, f16 = 1, bf16 = 2, f64 = 3 };
+// Floating-point storage types, then integer index types (permutations); the codes match
+// s6kit/_core.py.
+enum class DType : int32_t { f32 = 0, f16 = 1, bf16 = 2, f64 = 3, i32 = 4, i64 = 5 };
+constexpr int32_t kNumDTypes = 6;
 enum class Device : int32_t { cpu = 0, cuda = 1 };
 
 constexpr int kMaxDims = 6;
@@ -22,6 +25,8 @@ inline const char* dtype_name(DType t) {
     case DType::f16: return "float16";
     case DType::bf16: return "bfloat16";
     case DType::f64: return "float64";
+    case DType::i32: return "int32";
+    case DType::i64: return "int64";
   }
   return "unknown";
 }
@@ -32,8 +37,14 @@ inline int dtype_size(DType t) {
     case DType::f16: return 2;
     case DType::bf16: return 2;
     case DType::f64: return 8;
+    case DType::i32: return 4;
+    case DType::i64: return 8;
   }
   return 0;
+}
+
+inline bool is_floating(DType t) {
+  return t == DType::f32 || t == DType::f16 || t == DType::bf16 || t == DType::f64;
 }
 
 struct TensorDesc {

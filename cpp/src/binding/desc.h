@@ -23,7 +23,7 @@ inline TensorDesc to_desc(const char* op, const char* arg, py::handle obj) {
   TensorDesc d;
   d.data = reinterpret_cast<void*>(t[0].cast<uintptr_t>());
   const int dtype = t[1].cast<int>();
-  ck.require(dtype >= 0 && dtype <= 3, arg, "has an unsupported dtype code " + std::to_string(dtype));
+  ck.require(dtype >= 0 && dtype < kNumDTypes, arg, "has an unsupported dtype code " + std::to_string(dtype));
   d.dtype = static_cast<DType>(dtype);
   py::tuple shape = t[2].cast<py::tuple>(), strides = t[3].cast<py::tuple>();
   ck.require(shape.size() == strides.size(), arg, "has shape and strides of different lengths");

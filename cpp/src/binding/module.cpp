@@ -8,6 +8,7 @@ namespace py = pybind11;
 
 namespace s6kit::bind {
 void bind_scan(py::module_& m);
+void bind_softsort(py::module_& m);
 }
 
 PYBIND11_MODULE(_C, m) {
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_archs", &s6kit::cuda_archs);
   m.def("cuda_runtime_version", &s6kit::cuda_runtime_version);
   s6kit::bind::bind_scan(m);
+  s6kit::bind::bind_softsort(m);
 }

@@ -1,0 +1,74 @@
+// Launch arguments and launchers of the CUDA SoftSort kernels (host and device see this header;
+// softsort_launch.cu fills the arguments, lays out the workspace and calls the launchers).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "s6kit/tensor.h"
+
+namespace s6kit::cuda_softsort {
+
+struct Args {
+  int B = 0, D = 0, L = 0;
+  DType dtype = DType::f32;  // x, out, g, dx
+  float sign = 1.f;          // +1 descending, -1 ascending: keys = sign * sorted scores
+  float tau = 1.f, inv_tau = 1.f, p = 1.f;
+  float radius = 0.f;        // general p: weights vanish beyond this key distance
+  bool hard = false;
+
+  // Row kernels (p = 1 scans, gathers): block size, tiling and the channel split.
+  int threads = 32, tile = 256, tiles = 1;
+  int groups = 1;      // channel groups per batch element: grid (groups, B)
+  int stages = 0;      // x rows staged in shared memory per block (0: gathered from global)
+  bool g_smem = false;   // backward: the g rows staged with the x rows
+  bool dx_smem = false;  // dx rows assembled in shared memory before the store
+
+  const void* x = nullptr;  int64_t xb = 0, xd = 0;
+  const float* t = nullptr;        // sorted scores (B, L)
+  const int64_t* perm = nullptr;   // (B, L)
+  void* out = nullptr;             // (B, D, L) contiguous, or the sorted-token scratch
+
+  const void* g = nullptr;  int64_t gb = 0, gd = 0, gl = 0;
+  void* dx = nullptr;              // (B, D, L) contiguous
+  float* dscores = nullptr;        // soft_permute: (B, L)
+  const float* w = nullptr;        // score_and_permute: (D,)
+  float* dw = nullptr;             // (D,)
+
+  // Workspace.
+  float* inv_z = nullptr;       // (B, L)
+  float* part = nullptr;        // (B, parts, 2, L): per channel group sums q_i, c_i
+  int parts = 1;                // channel groups writing `part`
+  float* qc = nullptr;          // (B, 2, L): Q_i, C_i
+  float* dk = nullptr;          // (B, L): dLoss / dkey in sorted order
+  float* dw_part = nullptr;     // (B, D)
+  float* tile_carry = nullptr;  // per row-kernel block: tiles * 4 floats
+  void* ybuf = nullptr;         // general p: tokens in sorted order (B, D, L), x dtype
+  float* dybuf = nullptr;       // general p: K (g / Z) in sorted order (B, D, L)
+};
+
+enum class RowKernel { kFwd, kBwdPartials, kBwdPartialsDx, kBwdDxScore, kGather, kUnpermute };
+
+// Fills threads / tile / tiles / groups / stages / g_smem / dx_smem of `a` for `kind` on the current
+// device (deterministic: the workspace size follows from it).
+void configure_rows(Args& a, RowKernel kind);
+
+// p = 1.
+void launch_norm(const Args& a, cudaStream_t s);               // inv_z
+void launch_fwd(const Args& a, cudaStream_t s);                // out (or the gather with hard)
+void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s);
+void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores from qc
+void launch_reduce_qc(const Args& a, cudaStream_t s);          // part -> qc
+void launch_reduce_dw(const Args& a, cudaStream_t s);          // dw_part -> dw
+void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
+                   int D, int L, DType dtype, cudaStream_t s);
+
+// General p (banded sums over sorted tokens in ybuf).
+void launch_band_norm(const Args& a, cudaStream_t s);          // inv_z
+void launch_band_fwd(const Args& a, cudaStream_t s);           // out from ybuf
+void launch_band_bwd(const Args& a, cudaStream_t s);           // dybuf, part
+void launch_band_keygrad(const Args& a, cudaStream_t s);       // dk or dscores from qc
+void launch_unpermute(const Args& a, cudaStream_t s);          // dx (+ dk w, dw_part) from dybuf
+
+}  // namespace s6kit::cuda_softsort

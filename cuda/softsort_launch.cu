@@ -1,0 +1,378 @@
+// CUDA entry points of the SoftSort ops: launch configuration, workspace layout and the order of
+// the kernels (see softsort_scan.cu and softsort_band.cu for what each computes).
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "s6kit/softsort.h"
+#include "softsort_kernels.h"
+
+namespace s6kit {
+namespace cuda_softsort {
+
+// Defined next to the kernels.
+size_t row_smem_bytes(const Args& a);
+const void* row_kernel_handle(DType dtype, RowKernel kind);
+const void* unpermute_kernel_handle(DType dtype);
+int band_channel_tiles(int D);
+
+namespace {
+
+constexpr int kE = 8, kMaxThreads = 512;
+constexpr int kMaxStages = 4;  // cp_async_wait handles up to 3 groups in flight
+constexpr int kMinChannelsPerPart = 16;
+constexpr size_t kSmemBudget = 200 * 1024;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("soft_permute: CUDA error in ") + what + ": " +
+                             cudaGetErrorString(e));
+}
+
+// Makes the tensors' device current for the scope.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceGuard() {
+    int cur = prev_;
+    if (cudaGetDevice(&cur) == cudaSuccess && cur != prev_) cudaSetDevice(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
+// Launch facts of the current device, queried once per device / kernel / shape and cached: a
+// launch then costs no driver queries beyond the launch itself.
+struct KernelFacts {
+  int sms = 1;           // multiprocessors
+  size_t smem_limit = 0;  // dynamic shared memory a block may use, after the kernel's static part
+};
+
+int current_device() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  return dev;
+}
+
+std::mutex& cache_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+KernelFacts kernel_facts(const void* kernel) {
+  static std::map<std::pair<int, const void*>, KernelFacts> cache;
+  const int dev = current_device();
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  auto it = cache.find({dev, kernel});
+  if (it != cache.end()) return it->second;
+  int sms = 0, optin = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+        "cudaDeviceGetAttribute");
+  cudaFuncAttributes attr{};
+  check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
+  const size_t limit = std::min(size_t(optin), kSmemBudget);
+  KernelFacts f;
+  f.sms = std::max(sms, 1);
+  f.smem_limit = limit > attr.sharedSizeBytes + 1024 ? limit - attr.sharedSizeBytes - 1024 : 0;
+  cache[{dev, kernel}] = f;
+  return f;
+}
+
+// Blocks of `kernel` per multiprocessor with `threads` threads and `dyn` bytes of dynamic shared
+// memory; raises the kernel's dynamic shared memory limit to `dyn` first when needed.
+int blocks_per_sm(const void* kernel, int threads, size_t dyn) {
+  static std::map<std::pair<int, const void*>, size_t> dyn_set;
+  static std::map<std::tuple<int, const void*, int, size_t>, int> occupancy;
+  const int dev = current_device();
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  size_t& granted = dyn_set[{dev, kernel}];
+  if (dyn > granted) {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
+          "cudaFuncSetAttribute");
+    granted = dyn;
+  }
+  auto key = std::make_tuple(dev, kernel, threads, dyn);
+  auto it = occupancy.find(key);
+  if (it != occupancy.end()) return it->second;
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, dyn),
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  occupancy[key] = std::max(n, 1);
+  return occupancy[key];
+}
+
+// Bump allocator over the caller's workspace (256-byte aligned pieces).
+class Carve {
+ public:
+  explicit Carve(void* base) : base_(static_cast<char*>(base)) {}
+  template <typename T>
+  T* take(int64_t count) {
+    const int64_t at = used_;
+    used_ += (count * int64_t(sizeof(T)) + 255) / 256 * 256;
+    return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
+  }
+  int64_t used() const { return used_; }
+
+ private:
+  char* base_;
+  int64_t used_ = 0;
+};
+
+Args base_args(const SoftSortParams& p) {
+  Args a;
+  a.B = int(p.batch);
+  a.D = int(p.dim);
+  a.L = int(p.seqlen);
+  a.dtype = p.input_type;
+  a.sign = p.descending ? 1.f : -1.f;
+  a.tau = float(p.tau);
+  a.inv_tau = float(1.0 / p.tau);
+  a.p = float(p.p);
+  a.radius = float(p.band_radius);
+  a.hard = p.hard;
+  a.x = p.x;
+  a.xb = p.x_batch_stride;
+  a.xd = p.x_dim_stride;
+  a.t = static_cast<const float*>(p.sorted_scores);
+  a.perm = p.perm;
+  return a;
+}
+
+// The forward's workspace; `ws` null only measures it.
+struct FwdPlan {
+  Args a;
+  int64_t bytes = 0;
+};
+
+FwdPlan plan_fwd(const SoftSortParams& p, void* ws) {
+  FwdPlan f;
+  f.a = base_args(p);
+  Args& a = f.a;
+  Carve carve(ws);
+  const RowKernel kind = p.hard || !p.p_is_one ? RowKernel::kGather : RowKernel::kFwd;
+  configure_rows(a, kind);
+  if (!p.hard) {
+    if (!p.p_is_one) a.ybuf = carve.take<char>(int64_t(a.B) * a.D * a.L * dtype_size(a.dtype));
+    a.inv_z = carve.take<float>(int64_t(a.B) * a.L);
+    a.tile_carry = carve.take<float>(int64_t(a.B) * a.groups * a.tiles * 4);
+  }
+  f.bytes = carve.used();
+  return f;
+}
+
+struct BwdPlan {
+  Args a;                    // common arguments and buffers
+  Args sweep, second;        // p = 1: the partial sweep and score_and_permute's second sweep
+  int64_t bytes = 0;
+};
+
+BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
+  BwdPlan f;
+  Args& a = f.a;
+  a = base_args(p);
+  a.hard = p.hard;
+  a.g = p.dout;
+  a.gb = p.dout_batch_stride;
+  a.gd = p.dout_dim_stride;
+  a.gl = p.dout_seq_stride;
+  a.dx = p.dx;
+  a.w = p.with_w ? static_cast<const float*>(p.w) : nullptr;
+  a.dw = p.with_w ? static_cast<float*>(p.dw) : nullptr;
+  a.dscores = p.with_w ? nullptr : static_cast<float*>(p.dscores);
+  Carve carve(ws);
+  const int64_t BL = int64_t(a.B) * a.L;
+  int carry_groups = 1;
+  if (p.p_is_one) {
+    f.sweep = a;
+    configure_rows(f.sweep, p.with_w ? RowKernel::kBwdPartials : RowKernel::kBwdPartialsDx);
+    f.sweep.parts = f.sweep.groups;
+    carry_groups = f.sweep.groups;
+    if (p.with_w) {
+      f.second = a;
+      configure_rows(f.second, RowKernel::kBwdDxScore);
+      carry_groups = std::max(carry_groups, f.second.groups);
+    }
+    a.threads = f.sweep.threads;
+    a.tile = f.sweep.tile;
+    a.tiles = f.sweep.tiles;
+    a.parts = f.sweep.parts;
+  } else {
+    f.second = a;
+    configure_rows(f.second, RowKernel::kGather);  // the gather of the tokens
+    a.parts = band_channel_tiles(a.D);
+    a.ybuf = carve.take<char>(int64_t(a.B) * a.D * a.L * dtype_size(a.dtype));
+    a.dybuf = carve.take<float>(int64_t(a.B) * a.D * a.L);
+  }
+  a.inv_z = carve.take<float>(BL);
+  a.part = carve.take<float>(BL * a.parts * 2);
+  a.qc = carve.take<float>(BL * 2);
+  a.dk = carve.take<float>(BL);
+  a.dw_part = carve.take<float>(int64_t(a.B) * a.D);
+  a.tile_carry = carve.take<float>(int64_t(a.B) * carry_groups * a.tiles * 4);
+  for (Args* k : {&f.sweep, &f.second}) {
+    k->inv_z = a.inv_z;
+    k->part = a.part;
+    k->qc = a.qc;
+    k->dk = a.dk;
+    k->dw_part = a.dw_part;
+    k->tile_carry = a.tile_carry;
+    k->ybuf = a.ybuf;
+    k->dybuf = a.dybuf;
+  }
+  f.bytes = carve.used();
+  return f;
+}
+
+void sync_check(const char* what) { check(cudaGetLastError(), what); }
+
+}  // namespace
+
+void configure_rows(Args& a, RowKernel kind) {
+  const int L = std::max(a.L, 1);
+  const int need = (L + kE - 1) / kE;
+  a.threads = std::min(kMaxThreads, std::max(32, (need + 31) / 32 * 32));
+  a.tile = a.threads * kE;
+  a.tiles = (L + a.tile - 1) / a.tile;
+
+  const void* kernel = kind == RowKernel::kUnpermute ? unpermute_kernel_handle(a.dtype)
+                                                     : row_kernel_handle(a.dtype, kind);
+  const KernelFacts facts = kernel_facts(kernel);
+  const size_t row = size_t(L) * dtype_size(a.dtype);
+  const int fit = int(std::min<size_t>(facts.smem_limit / row, 16));  // rows that fit
+  const bool sweep = kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx ||
+                     kind == RowKernel::kBwdDxScore;
+  const bool writes_dx = kind != RowKernel::kBwdPartials && (sweep || kind == RowKernel::kUnpermute);
+  // Shared memory goes first to one staged x row (the gather source), then to the dx row (the
+  // scatter target), then to the g rows of the sweeps (when g runs along L; a broadcast
+  // gradient, stride 0, is read directly), then to more stages.
+  if (kind == RowKernel::kUnpermute) {
+    a.stages = 0;
+    a.g_smem = false;
+    a.dx_smem = fit >= 1;
+  } else {
+    a.dx_smem = writes_dx && fit >= 2;
+    const int room = fit - (a.dx_smem ? 1 : 0);
+    a.g_smem = sweep && a.gl == 1 && room >= 2;
+    a.stages = std::min(kMaxStages, room / (a.g_smem ? 2 : 1));
+  }
+  const size_t dyn = row * (size_t(a.stages) * (a.g_smem ? 2 : 1) + (a.dx_smem ? 1 : 0));
+  const int slots = blocks_per_sm(kernel, a.threads, dyn) * facts.sms;
+  // One wave of blocks split evenly over the batch, each block a range of channels. The partial
+  // sums of the backward sweep take 8 bytes per position and block: with at least
+  // kMinChannelsPerPart channels per block they stay a fraction of the tokens' size.
+  a.groups = std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B, 1)));
+  if (kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx)
+    a.groups = std::max(1, std::min(a.groups, a.D / kMinChannelsPerPart));
+}
+
+}  // namespace cuda_softsort
+
+using cuda_softsort::Args;
+
+int64_t softsort_fwd_workspace_bytes_cuda(const SoftSortParams& p) {
+  if (p.batch * p.dim * p.seqlen == 0) return 0;
+  cuda_softsort::DeviceGuard guard(p.device_index);
+  return cuda_softsort::plan_fwd(p, nullptr).bytes;
+}
+
+int64_t softsort_bwd_workspace_bytes_cuda(const SoftSortBwdParams& p) {
+  if (p.batch * p.seqlen == 0) return 0;
+  cuda_softsort::DeviceGuard guard(p.device_index);
+  return cuda_softsort::plan_bwd(p, nullptr).bytes;
+}
+
+void softsort_scores_cuda(const SoftSortScoreParams& p, void* stream) {
+  if (p.batch * p.seqlen == 0) return;
+  cuda_softsort::DeviceGuard guard(p.device_index);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cuda_softsort::launch_scores(p.x, p.x_batch_stride, p.x_dim_stride,
+                               static_cast<const float*>(p.w), static_cast<float*>(p.scores),
+                               int(p.batch), int(p.dim), int(p.seqlen), p.input_type, s);
+  cuda_softsort::sync_check("score_and_permute scores");
+}
+
+void softsort_fwd_cuda(const SoftSortParams& p, void* stream) {
+  using namespace cuda_softsort;
+  if (p.batch * p.dim * p.seqlen == 0) return;
+  DeviceGuard guard(p.device_index);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  FwdPlan f = plan_fwd(p, p.workspace);
+  Args& a = f.a;
+  if (p.hard) {
+    a.out = p.out;
+    launch_fwd(a, s);
+  } else if (p.p_is_one) {
+    a.out = p.out;
+    if (a.tiles > 1) launch_norm(a, s);  // single tiles normalise in the row kernel
+    launch_fwd(a, s);
+  } else {
+    Args gather = a;
+    gather.hard = true;
+    gather.out = a.ybuf;
+    launch_fwd(gather, s);
+    launch_band_norm(a, s);
+    a.out = p.out;
+    launch_band_fwd(a, s);
+  }
+  sync_check("soft_permute forward");
+}
+
+void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
+  using namespace cuda_softsort;
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  DeviceGuard guard(p.device_index);
+  if (p.batch * p.seqlen == 0) {
+    if (p.with_w && p.dim > 0)
+      check(cudaMemsetAsync(p.dw, 0, size_t(p.dim) * sizeof(float), s), "cudaMemsetAsync");
+    return;
+  }
+  BwdPlan f = plan_bwd(p, p.workspace);
+  Args& a = f.a;
+  const bool no_channels = p.dim == 0;
+  if (no_channels)  // nothing moves: Q = C = 0
+    check(cudaMemsetAsync(a.qc, 0, size_t(a.B) * 2 * a.L * sizeof(float), s), "cudaMemsetAsync");
+  if (p.p_is_one) {
+    if (a.tiles > 1) launch_norm(a, s);  // single tiles normalise in the row kernels
+    if (!no_channels) {
+      launch_bwd(f.sweep, p.with_w ? RowKernel::kBwdPartials : RowKernel::kBwdPartialsDx, s);
+      launch_reduce_qc(a, s);
+    }
+    launch_keygrad(a, s);
+    if (p.with_w && !no_channels) {
+      launch_bwd(f.second, RowKernel::kBwdDxScore, s);
+      launch_reduce_dw(a, s);
+    }
+  } else {
+    if (!no_channels) {
+      Args gather = f.second;
+      gather.hard = true;
+      gather.out = a.ybuf;
+      launch_fwd(gather, s);
+    }
+    launch_band_norm(a, s);
+    if (!no_channels) {
+      launch_band_bwd(a, s);
+      launch_reduce_qc(a, s);
+    }
+    launch_band_keygrad(a, s);
+    if (!no_channels) {
+      Args un = a;
+      configure_rows(un, RowKernel::kUnpermute);
+      launch_unpermute(un, s);
+      if (p.with_w) launch_reduce_dw(a, s);
+    }
+  }
+  sync_check("soft_permute backward");
+}
+
+}  // namespace s6kit

@@ -1,0 +1,107 @@
+// Pieces shared by the row kernels (p = 1 scans, gathers, the general-p unpermute): the channel
+// range of a block, the per-element row environment, the NaN policy, and the pipeline that
+// stages x rows in shared memory.
+#pragma once
+
+#include "softsort_kernels.h"
+#include "softsort_rowscan.cuh"
+
+namespace s6kit::cuda_softsort {
+
+// Channels [d0, d1) of block (blockIdx.x, blockIdx.y = batch element).
+struct ChannelRange {
+  int d0, d1;
+  __device__ explicit ChannelRange(int D) {
+    d0 = int(int64_t(D) * blockIdx.x / gridDim.x);
+    d1 = int(int64_t(D) * (blockIdx.x + 1) / gridDim.x);
+  }
+  __device__ int rows() const { return d1 - d0; }
+};
+
+__device__ __forceinline__ RowEnv make_env(const Args& a, int b, bool with_invz) {
+  RowEnv e;
+  e.L = a.L;
+  e.tiles = a.tiles;
+  e.tile = a.tile;
+  e.sign = a.sign;
+  e.inv_tau = a.inv_tau;
+  e.t = a.t + int64_t(b) * a.L;
+  e.perm = a.perm + int64_t(b) * a.L;
+  e.invz = with_invz ? a.inv_z + int64_t(b) * a.L : nullptr;
+  return e;
+}
+
+// Sorting puts NaN and infinities at the ends of the row: a batch element with any of them gets
+// NaN everywhere (the documented policy).
+__device__ __forceinline__ bool row_finite(const RowEnv& e) {
+  return isfinite(e.t[0]) && isfinite(e.t[e.L - 1]);
+}
+
+template <typename T>
+__device__ void fill_rows_nan(T* rows, int n_rows, int L) {
+  const int64_t n = int64_t(n_rows) * L;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) rows[i] = from_f<T>(nan_f());
+}
+
+// Rows d0 .. d0 + n of one batch element (x, and the incoming gradient when `with_g`), staged
+// through `stages` shared-memory buffers with asynchronous copies (stages - 1 rows in flight);
+// stages == 0 reads global memory directly. A stage holds the x row, then the g row.
+template <typename T>
+struct RowPipe {
+  T* buf;
+  int stages, L, n;
+  const T *x, *g;
+  int64_t x_dstride, g_dstride;
+
+  __device__ RowPipe(void* smem, int stages_, int L_, int n_, const T* x_first, int64_t x_dstride_,
+                     const T* g_first = nullptr, int64_t g_dstride_ = 0)
+      : buf(static_cast<T*>(smem)), stages(stages_), L(L_), n(n_), x(x_first), g(g_first),
+        x_dstride(x_dstride_), g_dstride(g_dstride_) {}
+
+  __device__ int64_t stage_size() const { return int64_t(g ? 2 : 1) * L; }
+  // Shared memory after the stages.
+  __device__ T* end() const { return buf + stages * stage_size(); }
+
+  __device__ void fill(int stage, int r) {
+    T* dst = buf + stage * stage_size();
+    row_to_smem(dst, x + r * x_dstride, L);
+    if (g) row_to_smem(dst + L, g + r * g_dstride, L);
+  }
+
+  __device__ void prologue() {
+    for (int k = 0; k + 1 < stages; ++k) {
+      if (k < n) fill(k, k);
+      cp_async_commit();
+    }
+  }
+
+  // Stage of row r (the x row, then the g row), ready for every thread of the block; the x row
+  // in global memory when stages == 0. Block-wide.
+  __device__ const T* acquire(int r) {
+    if (stages == 0) return x + r * x_dstride;
+    __syncthreads();  // every thread is done with the buffer about to be refilled
+    const int next = r + stages - 1;
+    if (next < n) fill(next % stages, next);
+    cp_async_commit();
+    cp_async_wait(stages - 1);
+    __syncthreads();
+    return buf + (r % stages) * stage_size();
+  }
+};
+
+// dst[0, L) = src[0, L) by the whole block (16-byte chunks when both allow it).
+template <typename T>
+__device__ void copy_row(T* dst, const T* src, int L) {
+  const bool vec = reinterpret_cast<uintptr_t>(dst) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+                   (int64_t(L) * sizeof(T)) % 16 == 0;
+  if (vec) {
+    const int chunks = int(int64_t(L) * sizeof(T) / 16);
+    for (int k = threadIdx.x; k < chunks; k += blockDim.x)
+      reinterpret_cast<uint4*>(dst)[k] = reinterpret_cast<const uint4*>(src)[k];
+  } else {
+    for (int k = threadIdx.x; k < L; k += blockDim.x) dst[k] = src[k];
+  }
+}
+
+}  // namespace s6kit::cuda_softsort

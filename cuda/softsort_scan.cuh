@@ -1,0 +1,232 @@
+// CUDA row kernels of the p = 1 SoftSort that depend on the storage type: the forward (and the
+// plain gather of the hard mode) and the backward sweeps. Instantiated once per storage type by
+// softsort_scan_<dtype>.cu, so the types compile in parallel; softsort_scan.cu has the rest.
+#pragma once
+
+#include "softsort_rows.cuh"
+
+namespace s6kit::cuda_softsort {
+
+// ---- forward ----------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
+  extern __shared__ __align__(16) unsigned char dyn[];
+  __shared__ Shared<1> sh;
+  const int b = int(blockIdx.y), L = a.L;
+  const ChannelRange cr(a.D);
+  if (cr.rows() <= 0) return;
+  T* out = static_cast<T*>(a.out) + (int64_t(b) * a.D + cr.d0) * L;
+  // 1 / Z: from norm_kernel for rows of several tiles, computed here for single tiles.
+  const RowEnv env = make_env(a, b, !a.hard && a.tiles > 1);
+  if (!row_finite(env)) return fill_rows_nan(out, cr.rows(), L);
+
+  RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
+                  static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd);
+  float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
+  Ctx c;
+  if (env.tiles == 1 && !a.hard) {
+    load_ctx<false>(c, env, 0, sh.ints);
+    normalize_in_block(c, sh);
+  }
+  pipe.prologue();
+  for (int r = 0; r < cr.rows(); ++r) {
+    const T* src = pipe.acquire(r);
+    T* orow = out + int64_t(r) * L;
+    if (a.hard) {  // out_i = x[perm_i]
+      for (int s = threadIdx.x * kE; s < L; s += a.tile) {
+        float o[kE];
+#pragma unroll
+        for (int j = 0; j < kE; ++j) o[j] = s + j < L ? to_f(src[env.perm[s + j]]) : 0.f;
+        store_run<T, kE>(orow, s, L, o);
+      }
+      continue;
+    }
+    row_sweeps<1, false>(
+        env, c, sh, carry,
+        [&](const Ctx& c, float (&v)[1][kE]) {
+#pragma unroll
+          for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? to_f(src[c.perm[j]]) : 0.f;
+        },
+        [&](const Ctx& c, const float (&)[1][kE], const TileScan<1, false>& ts) {
+          float o[kE];
+#pragma unroll
+          for (int j = 0; j < kE; ++j) o[j] = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
+          store_run<T, kE>(orow, c.s, L, o);
+        });
+  }
+}
+
+// ---- backward sweeps --------------------------------------------------------------------------
+
+template <typename T, RowKernel kKind>
+__global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
+  constexpr bool kScore = kKind == RowKernel::kBwdDxScore;  // second pass of score_and_permute
+  constexpr bool kWriteDx = kKind != RowKernel::kBwdPartials;
+  constexpr int N = kScore ? 1 : 2;  // sequences scanned: gh only, or y and gh
+  extern __shared__ __align__(16) unsigned char dyn[];
+  __shared__ Shared<N> sh;
+  __shared__ float red[32];
+  const int b = int(blockIdx.y), L = a.L, D = a.D;
+  const ChannelRange cr(D);
+  if (cr.rows() <= 0) return;
+  T* dx = static_cast<T*>(a.dx) + (int64_t(b) * D + cr.d0) * L;
+  const RowEnv env = make_env(a, b, a.tiles > 1);  // 1 / Z as in fwd_kernel
+  if (!row_finite(env)) {
+    if (kWriteDx) fill_rows_nan(dx, cr.rows(), L);
+    if (kScore)
+      for (int d = cr.d0 + threadIdx.x; d < cr.d1; d += blockDim.x) a.dw_part[b * D + d] = nan_f();
+    return;
+  }
+
+  const T* g = static_cast<const T*>(a.g) + b * a.gb + cr.d0 * a.gd;
+  RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
+                  static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
+                  a.g_smem ? g : nullptr, a.gd);
+  T* dx_smem = a.dx_smem ? pipe.end() : nullptr;
+  float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
+  float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
+  const float* dk = a.dk + int64_t(b) * L;
+
+  Ctx c;
+  float qacc[kE], cacc[kE], dks[kE];
+#pragma unroll
+  for (int j = 0; j < kE; ++j) qacc[j] = cacc[j] = dks[j] = 0.f;
+  if (env.tiles == 1) {
+    load_ctx<!kScore>(c, env, 0, sh.ints);
+    normalize_in_block(c, sh);
+    if (kScore)
+#pragma unroll
+      for (int j = 0; j < kE; ++j) dks[j] = j < c.n ? dk[c.s + j] : 0.f;
+  }
+
+  pipe.prologue();
+  for (int r = 0; r < cr.rows(); ++r) {
+    const T* xs = pipe.acquire(r);
+    const T* grow = a.g_smem ? xs + L : g + r * a.gd;
+    const int64_t gl = a.g_smem ? 1 : a.gl;
+    T* dxrow = dx + int64_t(r) * L;
+    const float wd = kScore ? a.sign * a.w[cr.d0 + r] : 0.f;
+    float dwacc = 0.f;
+    float graw[kE], ys[kE];
+
+    auto scatter = [&](const Ctx& c, const float (&val)[kE]) {
+#pragma unroll
+      for (int j = 0; j < kE; ++j)
+        if (j < c.n) {
+          if (dx_smem)
+            dx_smem[c.perm[j]] = from_f<T>(val[j]);
+          else
+            dxrow[c.perm[j]] = from_f<T>(val[j]);
+        }
+    };
+    auto load_v = [&](const Ctx& c, float (&v)[N][kE]) {
+      load_run<T, kE>(grow, gl, c.s, L, graw);
+#pragma unroll
+      for (int j = 0; j < kE; ++j) {
+        ys[j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
+        if (kScore) {
+          v[0][j] = graw[j] * c.invz[j];
+        } else {
+          v[0][j] = ys[j];
+          v[N - 1][j] = graw[j] * c.invz[j];
+        }
+      }
+    };
+    auto emit = [&](const Ctx& c, const float (&v)[N][kE], const TileScan<N, !kScore>& ts) {
+      constexpr int G = N - 1;  // the gh sequence
+      float val[kE];
+      if constexpr (kScore) {
+        float dkt[kE];
+#pragma unroll
+        for (int j = 0; j < kE; ++j)
+          dkt[j] = env.tiles == 1 ? dks[j] : (j < c.n ? dk[c.s + j] : 0.f);
+#pragma unroll
+        for (int j = 0; j < kE; ++j) {
+          const float ds = a.sign * dkt[j];  // dscores at perm_j
+          val[j] = (a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j]) + dkt[j] * wd;
+          dwacc = fmaf(ds, ys[j], dwacc);
+        }
+      } else {
+        float q[kE], cc[kE];
+#pragma unroll
+        for (int j = 0; j < kE; ++j) {
+          const float out = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
+          q[j] = v[G][j] * (ts.sr[0][j] - ts.sl[0][j]) + v[0][j] * (ts.sr[G][j] - ts.sl[G][j]);
+          cc[j] = v[G][j] * out;
+          val[j] = a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j];
+        }
+        if (env.tiles == 1) {
+#pragma unroll
+          for (int j = 0; j < kE; ++j) {
+            qacc[j] += q[j];
+            cacc[j] += cc[j];
+          }
+        } else {
+#pragma unroll
+          for (int j = 0; j < kE; ++j)
+            if (j < c.n) {
+              const int i = c.s + j;
+              part[i] = r == 0 ? q[j] : part[i] + q[j];
+              part[L + i] = r == 0 ? cc[j] : part[L + i] + cc[j];
+            }
+        }
+      }
+      if (kWriteDx) scatter(c, val);
+    };
+    row_sweeps<N, !kScore>(env, c, sh, carry, load_v, emit);
+
+    if (kWriteDx && dx_smem) {
+      __syncthreads();
+      copy_row(dxrow, dx_smem, L);
+    }
+    if (kScore) {
+      const float s = block_sum(dwacc, red);
+      if (threadIdx.x == 0) a.dw_part[b * D + cr.d0 + r] = s;
+    }
+  }
+  if (!kScore && env.tiles == 1) {
+    if (c.n > 0) {
+      store_run<float, kE>(part, c.s, L, qacc);
+      store_run<float, kE>(part + L, c.s, L, cacc);
+    }
+  }
+}
+
+// Launchers and kernel handles, defined for each storage type T by softsort_scan_<dtype>.cu.
+template <typename T>
+void launch_fwd_t(const Args& a, cudaStream_t s, size_t smem) {
+  fwd_kernel<T><<<dim3(a.groups, a.B), a.threads, smem, s>>>(a);
+}
+
+template <typename T>
+void launch_bwd_t(const Args& a, RowKernel kind, cudaStream_t s, size_t smem) {
+  const dim3 grid(a.groups, a.B);
+  switch (kind) {
+    case RowKernel::kBwdPartials:
+      bwd_kernel<T, RowKernel::kBwdPartials><<<grid, a.threads, smem, s>>>(a);
+      break;
+    case RowKernel::kBwdPartialsDx:
+      bwd_kernel<T, RowKernel::kBwdPartialsDx><<<grid, a.threads, smem, s>>>(a);
+      break;
+    default:
+      bwd_kernel<T, RowKernel::kBwdDxScore><<<grid, a.threads, smem, s>>>(a);
+      break;
+  }
+}
+
+template <typename T>
+const void* row_kernel_handle_t(RowKernel kind) {
+  switch (kind) {
+    case RowKernel::kBwdPartials:
+      return reinterpret_cast<const void*>(&bwd_kernel<T, RowKernel::kBwdPartials>);
+    case RowKernel::kBwdPartialsDx:
+      return reinterpret_cast<const void*>(&bwd_kernel<T, RowKernel::kBwdPartialsDx>);
+    case RowKernel::kBwdDxScore:
+      return reinterpret_cast<const void*>(&bwd_kernel<T, RowKernel::kBwdDxScore>);
+    default:
+      return reinterpret_cast<const void*>(&fwd_kernel<T>);
+  }
+}
+
+}  // namespace s6kit::cuda_softsort

@@ -1,0 +1,10 @@
+// The p = 1 row kernels for float storage (see softsort_scan.cuh).
+#include "softsort_scan.cuh"
+
+namespace s6kit::cuda_softsort {
+
+template void launch_fwd_t<float>(const Args&, cudaStream_t, size_t);
+template void launch_bwd_t<float>(const Args&, RowKernel, cudaStream_t, size_t);
+template const void* row_kernel_handle_t<float>(RowKernel);
+
+}  // namespace s6kit::cuda_softsort

@@ -1,0 +1,174 @@
+"""`s6kit bench softsort`: forward + backward time and peak extra memory of the fused importance
+scoring and SoftSort reordering (`score_and_permute`) against the paper's formulation
+(materialised P, then einsum: `score_and_permute_ref`), with effective GB/s, the share of the
+measured copy bandwidth and the ratio to the anchors (ANCHORS.md).
+
+Both run `out = f(x, w)` then the backward of `out.sum()` for x and w, tau = 1, p = 1, ascending
+importance (the paper's order). Shapes are (batch, L, dim) as in ANCHORS.md; x is (batch, dim, L).
+
+GB/s counts the tokens' bytes that the fused kernels move: the forward reads x twice (scores,
+reordering) and writes the output; the backward reads x and the output gradient twice (the
+score-gradient sweep, then dx and dw) and writes dx: 8 token-sized tensors. (The gradient of a sum
+is a broadcast scalar, which costs almost nothing to read, so the true traffic is nearer 6.)
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from .. import score_and_permute, score_and_permute_ref
+from . import anchors
+from .timing import copy_bandwidth_gbps, median_ms
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+CPU_SHAPES = [(2, 196, 64), (2, 1024, 256), (1, 4096, 256)]
+TOKEN_PASSES = 8  # token-sized tensors moved by fwd + bwd (see the module docstring)
+
+
+def make_inputs(shape, dtype, device, seed=0):
+    """x (batch, dim, L) and w (dim,) with scores of unit scale."""
+    batch, L, dim = shape
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(batch, dim, L, generator=g).to(device=device, dtype=dtype)
+    w = (torch.randn(dim, generator=g) / math.sqrt(dim)).to(device)
+    return x, w
+
+
+def _step(fn, x, w, tau, p):
+    out = fn(x, w, tau=tau, p=p)
+    torch.autograd.grad(out.sum(), (x, w))
+
+
+def measure(fn, x, w, device, reps, tau=1.0, p=1.0):
+    """(median ms of forward + backward, peak extra bytes on CUDA or None)."""
+    x = x.detach().requires_grad_(True)
+    w = w.detach().requires_grad_(True)
+    ms = median_ms(lambda: _step(fn, x, w, tau, p), device, warmup=3, reps=reps)
+    extra = None
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        _step(fn, x, w, tau, p)
+        torch.cuda.synchronize(device)
+        extra = torch.cuda.max_memory_allocated(device) - base
+    return ms, extra
+
+
+def _reference_fits(shape, elem, device) -> tuple[bool, float]:
+    """Whether the paper's formulation may fit: P and about five P-sized temporaries."""
+    batch, L, _ = shape
+    need = 6 * batch * L * L * max(elem, 4)
+    if device.type != "cuda":
+        return need < 8e9, need
+    free, _ = torch.cuda.mem_get_info(device)
+    return need < free, need
+
+
+def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=True, tau=1.0,
+        p=1.0, json_path=None) -> list[dict]:
+    device = torch.device(device)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+        shapes = shapes or CPU_SHAPES
+        dtypes = dtypes or ["float32"]
+    else:
+        shapes = shapes or list(anchors.PAPER_SOFTSORT)
+        dtypes = dtypes or ["bfloat16"]
+    copy_gbps = copy_bandwidth_gbps(device) if device.type == "cuda" else None
+    rows = []
+    for dtype_name in dtypes:
+        dtype = _DTYPES[dtype_name]
+        elem = torch.tensor([], dtype=dtype).element_size()
+        for shape in shapes:
+            x, w = make_inputs(shape, dtype, device)
+            ms, extra = measure(score_and_permute, x, w, device, reps, tau, p)
+            token_bytes = x.numel() * elem
+            row = dict(device=str(device), dtype=dtype_name, shape=list(shape), tau=tau, p=p,
+                       ms=ms, extra_bytes=extra, token_bytes=token_bytes,
+                       GBps=TOKEN_PASSES * token_bytes / (ms * 1e-3) / 1e9)
+            if extra is not None:
+                row["extra_x_tokens"] = extra / token_bytes
+            if copy_gbps:
+                row["copy_GBps"] = copy_gbps
+                row["pct_copy"] = 100 * row["GBps"] / copy_gbps
+            anchor = anchors.PAPER_SOFTSORT.get(tuple(shape))
+            if anchor and device.type == "cuda" and dtype_name == "bfloat16" and tau == 1 and p == 1:
+                row["anchor_ms"], row["anchor_extra_bytes"] = anchor
+                if anchor[0] is not None:
+                    row["speedup_vs_anchor"] = anchor[0] / ms
+            if reference:
+                fits, need = _reference_fits(shape, elem, device)
+                if not fits:
+                    row["reference"] = f"skipped (P and its temporaries need ~{need / 1e9:.0f} GB)"
+                else:
+                    try:
+                        rms, rextra = measure(score_and_permute_ref, x, w, device,
+                                              max(1, reps // 3), tau, p)
+                        row["reference_ms"], row["reference_extra_bytes"] = rms, rextra
+                        row["speedup_vs_reference"] = rms / ms
+                    except torch.OutOfMemoryError:
+                        row["reference"] = "out of memory"
+                        torch.cuda.empty_cache()
+            del x, w
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            rows.append(row)
+            _print_row(row)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(dict(rows=rows, torch=torch.__version__), f, indent=1)
+    return rows
+
+
+def _mb(b):
+    return "-" if b is None else f"{b / 1e6:.0f} MB"
+
+
+def _print_row(r):
+    shape = "(" + ", ".join(str(v) for v in r["shape"]) + ")"
+    line = (f"{r['device']:5} {r['dtype']:9} {shape:20} fwd+bwd {r['ms']:9.3f} ms  "
+            f"{r['GBps']:7.1f} GB/s")
+    if "pct_copy" in r:
+        line += f" ({r['pct_copy']:.0f}% of copy)"
+    line += f"  extra {_mb(r['extra_bytes'])}"
+    if "extra_x_tokens" in r:
+        line += f" ({r['extra_x_tokens']:.2f}x tokens)"
+    if "anchor_ms" in r:
+        am = "out of memory" if r["anchor_ms"] is None else f"{r['anchor_ms']:.2f} ms"
+        line += f"  paper anchor {am}"
+        if "speedup_vs_anchor" in r:
+            line += f" (x{r['speedup_vs_anchor']:.1f})"
+    if "reference_ms" in r:
+        line += (f"  reference here {r['reference_ms']:.3f} ms, {_mb(r['reference_extra_bytes'])}"
+                 f" (x{r['speedup_vs_reference']:.1f})")
+    elif "reference" in r:
+        line += f"  reference {r['reference']}"
+    print(line, flush=True)
+
+
+def _cli(args):
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else None
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run(device, args.dtype, shapes, args.reps, args.threads, not args.no_reference, args.tau,
+        args.p, args.json)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "softsort", help="time scoring + SoftSort reordering (fwd + bwd) against the paper's P")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", action="append", choices=sorted(_DTYPES),
+                   help="repeatable (default bfloat16 on cuda, float32 on cpu)")
+    p.add_argument("--shape", action="append",
+                   help="batch,L,dim (repeatable); default: the anchors' on cuda, small on cpu")
+    p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--p", type=float, default=1.0)
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--no-reference", action="store_true", help="skip the materialised-P reference")
+    p.add_argument("--json", help="write the rows to this file")
+    p.set_defaults(func=_cli)
+

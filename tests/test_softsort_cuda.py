@@ -1,0 +1,224 @@
+"""SoftSort reordering on CUDA: float32 / bfloat16 kernels against the float64 reference (and,
+for sequences too long for the reference, against the float64 CPU kernels that the CPU tests
+check against it), ties, hard mode, the NaN policy, memory at long L and torch.compile.
+Skipped without a GPU."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import s6kit
+from softsort_cases import (
+    assert_close,
+    make_scores,
+    run,
+    score_and_permute_case,
+    soft_permute_case,
+)
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
+]
+
+DEV = "cuda"
+F32 = 1e-4  # float32 kernels (scans over thousands of near-1 decays) against float64
+
+
+def _inputs(batch, dim, L, kind, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
+    s = make_scores(batch, L, kind, gen)
+    g = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
+    return x, s, g
+
+
+def _on_cuda(fn, x, other, g, dtype=torch.float32, **kw):
+    return run(fn, x.to(DEV, dtype), other.to(DEV, torch.float32), g.to(DEV, dtype), **kw)
+
+
+def _check(got, expected, rtol, what):
+    for name, a, e in zip(("out", "dx", "dother"), got, expected):
+        assert a.device.type == "cuda"
+        assert_close(a, e, rtol, f"{name} {what}")
+
+
+# ---- against the reference ---------------------------------------------------------------------
+
+GRID = list(itertools.product((1.0, 2.0), (0.1, 1.0, 10.0), (True, False)))
+
+
+@pytest.mark.parametrize("L", [1, 2, 5, 196, 1000, 4097])
+@pytest.mark.parametrize("p,tau,descending", GRID)
+def test_soft_permute_matches_reference(L, p, tau, descending):
+    batch, dim = (2, 5) if L < 1000 else (2, 3)
+    x, s, g = _inputs(batch, dim, L, "random", seed=L)
+    s = s.float().double()  # the kernels sort float32 scores
+    kw = dict(tau=tau, p=p, descending=descending)
+    _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), soft_permute_case(x, s, g, **kw), F32, kw)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
+@pytest.mark.parametrize("kind", ["ties", "equal"])
+@pytest.mark.parametrize("descending", [True, False])
+def test_exact_ties(p, kind, descending):
+    x, s, g = _inputs(2, 6, 700, kind, seed=4)
+    kw = dict(tau=0.7, p=p, descending=descending)
+    _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), soft_permute_case(x, s, g, **kw), F32, kw)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+@pytest.mark.parametrize("L", [300, 9000])
+def test_hard_mode(p, L):
+    x, s, g = _inputs(2, 4, L, "ties", seed=6)
+    out, dx, ds = _on_cuda(s6kit.soft_permute, x, s, g, p=p, hard=True)
+    order = torch.sort(s.float(), dim=-1, descending=True, stable=True).indices.to(DEV)
+    xf, gf = x.to(DEV, torch.float32), g.to(DEV, torch.float32)
+    idx = order.unsqueeze(1).expand_as(xf)
+    assert torch.equal(out, torch.gather(xf, 2, idx))
+    assert torch.equal(dx, torch.zeros_like(xf).scatter_(2, idx, gf))
+    _, _, ds_soft = _on_cuda(s6kit.soft_permute, x, s, g, p=p)
+    assert_close(ds, ds_soft, 1e-6, "hard dscores vs soft")
+
+
+# ---- long sequences: several tiles per row ------------------------------------------------------
+
+@pytest.mark.parametrize("L,kind,descending", [(4097, "random", True), (8193, "ties", False),
+                                               (20000, "random", True), (65536, "ties", True)])
+def test_long_rows_match_the_float64_cpu_kernels(L, kind, descending):
+    x, s, g = _inputs(2, 3, L, kind, seed=L)
+    s = s.float().double()
+    w = torch.randn(3, dtype=torch.float64) * 0.5
+    kw = dict(tau=1.0, descending=descending)
+    _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), run(s6kit.soft_permute, x, s, g, **kw),
+           F32, kw)
+    _check(_on_cuda(s6kit.score_and_permute, x, w, g, **kw),
+           run(s6kit.score_and_permute, x, w, g, **kw), 2e-4, kw)
+
+
+# ---- score_and_permute ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("descending", [False, True])
+def test_score_and_permute_matches_reference(p, hard, descending):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 70, 300, dtype=torch.float64, generator=gen)
+    w = torch.randn(70, dtype=torch.float64, generator=gen) * 0.2
+    g = torch.randn(3, 70, 300, dtype=torch.float64, generator=gen)
+    kw = dict(tau=0.8, p=p, hard=hard, descending=descending)
+    got = _on_cuda(s6kit.score_and_permute, x, w, g, **kw)
+    # The kernels score in float32: sort and differentiate the reference on those scores.
+    ref = score_and_permute_case(x.float().double(), w.float().double(), g, **kw)
+    _check(got, ref, 2e-4, kw)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.bfloat16, 3e-2), (torch.float16, 4e-3)])
+def test_low_precision(dtype, rtol):
+    x, s, g = _inputs(2, 40, 1000, "random", seed=8)
+    x, g = x.to(dtype).double(), g.to(dtype).double()
+    ref = soft_permute_case(x, s.float().double(), g)
+    got = _on_cuda(s6kit.soft_permute, x, s, g, dtype=dtype)
+    assert got[0].dtype == dtype and got[1].dtype == dtype
+    _check(got, ref, rtol, dtype)
+
+
+def test_benchmark_shape_bfloat16():
+    """(8, 1536, 4096) in bfloat16, as the benchmark runs it, against float32 math."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 1536, 4096, device=DEV).bfloat16()
+    w = torch.randn(1536, device=DEV) / 40
+    g = torch.randn(8, 1536, 4096, device=DEV).bfloat16()
+    out, dx, dw = run(s6kit.score_and_permute, x, w, g)
+    xr, wr = x.float().requires_grad_(True), w.clone().requires_grad_(True)
+    ref = s6kit.score_and_permute_ref(xr, wr)
+    rdx, rdw = torch.autograd.grad(ref, (xr, wr), g.float())
+    assert_close(out, ref, 2e-2, "out")
+    assert_close(dx, rdx, 3e-2, "dx")
+    assert_close(dw, rdw, 3e-2, "dw")
+
+
+def test_cpu_and_cuda_agree_in_float32():
+    x, s, g = _inputs(3, 33, 2000, "ties", seed=15)
+    w = torch.randn(33, dtype=torch.float64)
+    for fn, other in ((s6kit.soft_permute, s), (s6kit.score_and_permute, w)):
+        cpu = run(fn, x.float(), other.float(), g.float())
+        gpu = _on_cuda(fn, x, other, g)
+        _check(gpu, cpu, 1e-4, fn.__name__)
+
+
+def test_gradient_of_a_sum():
+    """out.sum() hands the backward a broadcast gradient (stride 0), as the benchmark does."""
+    x, s, _ = _inputs(2, 16, 3000, "random", seed=16)
+    w = torch.randn(16, dtype=torch.float64) * 0.3
+    for fn, other in ((s6kit.soft_permute, s), (s6kit.score_and_permute, w)):
+        xc = x.to(DEV, torch.float32).requires_grad_(True)
+        oc = other.to(DEV, torch.float32).requires_grad_(True)
+        got = torch.autograd.grad(fn(xc, oc).sum(), (xc, oc))
+        xr, orr = x.clone().requires_grad_(True), other.clone().requires_grad_(True)
+        expected = torch.autograd.grad(fn(xr, orr).sum(), (xr, orr))
+        for name, a, e in zip(("dx", "dother"), got, expected):
+            assert_close(a, e, F32, f"{fn.__name__} {name}")
+
+
+# ---- memory -------------------------------------------------------------------------------------
+
+def test_long_sequence_memory_stays_linear():
+    """L = 65536: P would take 17 GB per batch element; the kernels stay near the tokens' size."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 65536, device=DEV, requires_grad=True)
+    w = (torch.randn(64, device=DEV) * 0.1).requires_grad_(True)
+    g = torch.randn_like(x)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    out = s6kit.score_and_permute(x, w)
+    dx, dw = torch.autograd.grad(out, (x, w), g)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    token = x.numel() * x.element_size()
+    assert torch.isfinite(dx).all() and torch.isfinite(dw).all()
+    assert extra < 4 * token, (extra, token)  # out, dx and scratch
+
+
+# ---- compile, errors, NaN policy ----------------------------------------------------------------
+
+def test_torch_compile_fullgraph():
+    x, s, g = _inputs(2, 8, 300, "random", seed=21)
+    x, s, g = x.to(DEV, torch.float32), s.to(DEV, torch.float32), g.to(DEV, torch.float32)
+    w = torch.randn(8, device=DEV)
+
+    def f(x, s, w):
+        return s6kit.soft_permute(x, s, tau=0.5) + s6kit.score_and_permute(x, w, p=2.0)
+
+    compiled = torch.compile(f, fullgraph=True)
+    xs = [t.clone().requires_grad_(True) for t in (x, s, w)]
+    xe = [t.clone().requires_grad_(True) for t in (x, s, w)]
+    out_c, out_e = compiled(*xs), f(*xe)
+    assert torch.equal(out_c, out_e)
+    for a, b in zip(torch.autograd.grad(out_c, xs, g), torch.autograd.grad(out_e, xe, g)):
+        assert torch.equal(a, b)
+
+
+def test_bad_input_on_cuda():
+    x = torch.randn(2, 3, 4, device=DEV)
+    with pytest.raises(ValueError, match="'scores' must be on the device of 'x'"):
+        s6kit.soft_permute(x, torch.randn(2, 4))
+    with pytest.raises(ValueError, match="'w' must be on the device of 'x'"):
+        s6kit.score_and_permute(x, torch.randn(3))
+    with pytest.raises(ValueError, match="float64 runs on the CPU only"):
+        s6kit.soft_permute(x.double(), torch.randn(2, 4, device=DEV))
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("L", [9, 5000])
+def test_nonfinite_scores_poison_only_their_batch_element(p, hard, L):
+    x, s, g = _inputs(2, 3, L, "random", seed=30)
+    s[0, L // 2] = float("nan")
+    out, dx, ds = _on_cuda(s6kit.soft_permute, x, s, g, p=p, hard=hard)
+    assert torch.isnan(out[0]).all() and torch.isnan(dx[0]).all() and torch.isnan(ds[0]).all()
+    ref = run(s6kit.soft_permute, x[1:], s[1:].float().double(), g[1:], p=p, hard=hard)
+    _check((out[1:], dx[1:], ds[1:]), ref, F32, "finite element")
