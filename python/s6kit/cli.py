@@ -29,6 +29,7 @@ def info(args=None) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     from . import demo
     from .benchmarks import scan as bench_scan
+    from .benchmarks import softsort as bench_softsort
     from .benchmarks import train as bench_train
     from .dynamics import cli as dynamics_cli
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bench_scan.register(bench)
+    bench_softsort.register(bench)
     bench_train.register(bench)
     dynamics_cli.register(sub)
     return parser

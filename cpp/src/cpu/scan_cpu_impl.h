@@ -528,6 +528,7 @@ void scan_bwd_typed(const ScanBwdParams& p, int num_threads) {
     case DType::f16: { using in_t = f16_t; using w_t = float; using acc_t = float; __VA_ARGS__; break; } \
     case DType::bf16: { using in_t = bf16_t; using w_t = float; using acc_t = float; __VA_ARGS__; break; } \
     case DType::f64: { using in_t = double; using w_t = double; using acc_t = double; __VA_ARGS__; break; } \
+    default: break; /* integer dtypes never pass the scan's checks */       \
   }
 
 void scan_fwd(const ScanParams& p, int num_threads) {

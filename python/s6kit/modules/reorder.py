@@ -25,7 +25,7 @@ for vision models with global pooling, where the paper uses reordering, position
 meaning; for a causal language model it both mixes positions and lets every position see future
 tokens, which is why the language model refuses reordering unless the caller opts in.
 
-The scoring + SoftSort is one call to ``score_and_permute`` (below the only import of it).
+The scoring + SoftSort is one call to the fused ``score_and_permute`` (ops/softsort.py).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..ops.softsort_ref import score_and_permute_ref as score_and_permute
+from ..ops.softsort import score_and_permute
 
 
 class TokenReorder(nn.Module):
