@@ -1,0 +1,38 @@
+// Launchers of the CUDA selective scan kernels, one explicit instantiation per storage dtype
+// (scan_fwd_<dtype>.cu, scan_bwd_<dtype>.cu), and of the final reductions (scan_reduce.cu).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "s6kit/tensor.h"
+#include "scan_bwd.cuh"
+#include "scan_fwd.cuh"
+
+namespace s6kit::cuda_scan {
+
+// Blocks beyond this run in the kernels' grid-stride loops.
+constexpr int64_t kMaxGridBlocks = 0x7fffffff;
+
+template <typename in_t>
+void launch_fwd(const FwdArgs& args, cudaStream_t stream);
+
+template <typename in_t>
+void launch_bwd(const BwdArgs& args, cudaStream_t stream);
+
+// out[j] = sum over b (in order) of part[b * count + j], j < count: the batch reduction of the
+// per-(b, d) partials of dA, time-invariant dB / dC, dD and d delta_bias.
+struct RowReduction {
+  const float* part = nullptr;
+  float* out = nullptr;
+  int64_t count = 0;
+};
+void launch_reduce_rows(const RowReduction* jobs, int njobs, int64_t batch, cudaStream_t stream);
+
+// Variable dB / dC (batch, G, N, L) in the input dtype from the (batch * G, slots, L, 2, N)
+// partials, summed over the slots in order. dB or dC may be null (time-invariant).
+void launch_reduce_bc(DType type, const float* part, void* dB, void* dC, int64_t groups,
+                      int64_t slots, int64_t L, int N, cudaStream_t stream);
+
+}  // namespace s6kit::cuda_scan

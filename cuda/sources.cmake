@@ -1,0 +1,13 @@
+# CUDA sources of s6kit_core (included by the top-level CMakeLists.txt when nvcc is found).
+# One translation unit per (direction, storage dtype) so that a parallel build compiles them side
+# by side; each holds four kernel instantiations (A real or scalar x 4 or 8 states per thread).
+set(S6KIT_CUDA_SOURCES
+  cuda/scan_cuda.cu
+  cuda/scan_reduce.cu
+  cuda/scan_fwd_f32.cu
+  cuda/scan_fwd_f16.cu
+  cuda/scan_fwd_bf16.cu
+  cuda/scan_bwd_f32.cu
+  cuda/scan_bwd_f16.cu
+  cuda/scan_bwd_bf16.cu
+)
