@@ -20,7 +20,11 @@ using namespace cuda_scan;
 
 // The variable dB / dC partials may take at most this much workspace; above it a block sums
 // several row tiles itself (fewer, longer blocks) instead of writing one partial per row tile.
-constexpr int64_t kMaxPartialBytes = int64_t(1) << 30;
+// (Overridable at compile time so that tests can exercise that path on small shapes.)
+#ifndef S6KIT_CUDA_MAX_PARTIAL_BYTES
+#define S6KIT_CUDA_MAX_PARTIAL_BYTES (int64_t(1) << 30)
+#endif
+constexpr int64_t kMaxPartialBytes = S6KIT_CUDA_MAX_PARTIAL_BYTES;
 constexpr int64_t kAlign = 256;
 
 int64_t align_up(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
@@ -216,10 +220,17 @@ void scan_bwd_cuda(const ScanBwdParams& p, void* stream) {
   if (p.dD != nullptr) jobs[njobs++] = {a.part_dD, static_cast<float*>(p.dD), p.dim};
   if (p.ddelta_bias != nullptr) jobs[njobs++] = {a.part_ddb, static_cast<float*>(p.ddelta_bias), p.dim};
   launch_reduce_rows(jobs, njobs, p.batch, s);
-  if (p.variable_B || p.variable_C)
-    launch_reduce_bc(p.input_type, a.part_bc, p.variable_B ? p.dB : nullptr,
-                     p.variable_C ? p.dC : nullptr, p.batch * p.n_groups, pl.slots, p.seqlen,
-                     static_cast<int>(N), s);
+  if (p.variable_B || p.variable_C) {
+    BcReduction r;
+    r.part = a.part_bc;
+    r.dB = p.variable_B ? p.dB : nullptr;
+    r.dC = p.variable_C ? p.dC : nullptr;
+    r.groups = p.batch * p.n_groups;
+    r.slots = pl.slots;
+    r.L = static_cast<int>(p.seqlen);
+    r.N = static_cast<int>(N);
+    launch_reduce_bc(p.input_type, r, s);
+  }
 }
 
 }  // namespace s6kit

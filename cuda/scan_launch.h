@@ -28,11 +28,30 @@ struct RowReduction {
   float* out = nullptr;
   int64_t count = 0;
 };
+
+constexpr int kMaxRowJobs = 5;
+
+struct RowJobs {
+  RowReduction job[kMaxRowJobs];
+  int64_t batch = 0;
+};
+
 void launch_reduce_rows(const RowReduction* jobs, int njobs, int64_t batch, cudaStream_t stream);
 
+constexpr int kBcSteps = 32;     // steps per block
+constexpr int kBcThreads = 256;
+constexpr int kBcSmemBytes = kMaxDstate * (kBcSteps + 1) * 4;
+
+struct BcReduction {
+  const float* part = nullptr;  // (groups, slots, L, 2, N)
+  void* dB = nullptr;           // (groups, N, L) in the input dtype, or null
+  void* dC = nullptr;
+  int64_t groups = 0, slots = 0;
+  int L = 0, N = 0;
+};
+
 // Variable dB / dC (batch, G, N, L) in the input dtype from the (batch * G, slots, L, 2, N)
-// partials, summed over the slots in order. dB or dC may be null (time-invariant).
-void launch_reduce_bc(DType type, const float* part, void* dB, void* dC, int64_t groups,
-                      int64_t slots, int64_t L, int N, cudaStream_t stream);
+// partials, summed over the slots in order.
+void launch_reduce_bc(DType type, const BcReduction& args, cudaStream_t stream);
 
 }  // namespace s6kit::cuda_scan
