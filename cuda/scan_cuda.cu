@@ -38,6 +38,12 @@ void check_supported(const ScanParams& p) {
   if (p.dstate > kMaxDstate)
     throw ArgError("selective_scan: argument 'B' has state size N = " + std::to_string(p.dstate) +
                    "; the CUDA kernels support N <= " + std::to_string(kMaxDstate));
+  // The kernels index batch, channel and step with 32-bit integers (offsets are 64-bit).
+  constexpr int64_t kMaxIndex = int64_t(1) << 31;
+  if (p.batch >= kMaxIndex || p.dim >= kMaxIndex || p.seqlen >= kMaxIndex - 1024)
+    throw ArgError("selective_scan: argument 'u' has shape (" + std::to_string(p.batch) + ", " +
+                   std::to_string(p.dim) + ", " + std::to_string(p.seqlen) +
+                   "); the CUDA kernels need batch, dim and L below 2^31");
 }
 
 // Runs the launches on the tensors' device and restores the caller's current device.
