@@ -194,7 +194,7 @@ Outputs run(const Case& c, Inputs& in, Device dev) {
   si.initial_state = c.hasInit ? &h0d : nullptr;
   si.delta_softplus = c.softplus;
   TensorDesc ckd;
-  if (c.ckpt && dev == Device::cuda) {
+  if (c.ckpt) {  // both backends save the states every 64 steps when given the buffer
     o.ckpt = Array(DType::f32, {b, d, (L + 63) / 64, N});
     ckd = o.ckpt.desc(dev);
     si.checkpoints = &ckd;
@@ -275,6 +275,7 @@ void check_case(const Case& c, unsigned seed) {
   const float wtol = c.dt == DType::f32 ? 2e-4f : 4e-3f;  // float32 outputs of 16-bit inputs
   compare("out", got.out, ref.out, tol, cs);
   compare("last_state", got.last, ref.last, wtol, cs);
+  if (c.ckpt) compare("checkpoints", got.ckpt, ref.ckpt, wtol, cs);
   compare("du", got.du, ref.du, tol, cs);
   compare("ddelta", got.ddelta, ref.ddelta, tol, cs);
   compare("dA", got.dA, ref.dA, wtol, cs);
@@ -290,7 +291,8 @@ void check_case(const Case& c, unsigned seed) {
   emu::set_schedule_seed(seed * 2 + 1);  // warps race ahead
   emu::set_max_grid(3);
   Outputs again = run(c, in, Device::cuda);
-  const Array* pairs[][2] = {{&got.out, &again.out}, {&got.last, &again.last}, {&got.du, &again.du},
+  const Array* pairs[][2] = {{&got.out, &again.out}, {&got.last, &again.last}, {&got.ckpt, &again.ckpt},
+                             {&got.du, &again.du},
                              {&got.ddelta, &again.ddelta}, {&got.dA, &again.dA}, {&got.dB, &again.dB},
                              {&got.dC, &again.dC}, {&got.dD, &again.dD}, {&got.dz, &again.dz},
                              {&got.dbias, &again.dbias}, {&got.dh0, &again.dh0}};
