@@ -10,6 +10,8 @@
 # and writes logs, JSON and summary.md into "${OUT:-bench/results/latest}". Every step runs even
 # when an earlier one failed (its status is recorded); the whole run stays within BUDGET_S
 # seconds (default 530), and the output ends with the summary.
+#
+#   OUT=bench/results/h100 bench/device.sh
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -108,6 +110,9 @@ fi
 # ---- benchmarks -------------------------------------------------------------------------------
 if [ -x "$BENCH" ]; then
   step bench_cpp 200 "$BENCH" --reps=30 --json="$OUT/scan_cuda_bench.json"
+  # The forward with 4 and 8 states per thread at the main shape (checks the layout default).
+  step bench_cpp_variants 60 bash -c "'$BENCH' --shape=8,1536,2048,16 --variants --json='$OUT/variants_real.json' && \
+    '$BENCH' --shape=8,1536,2048,16 --scalar_A=1 --variants --json='$OUT/variants_scalar.json'"
 else
   ROWS+=("| bench_cpp | not run (no bench binary) | 0 |")
 fi
@@ -164,6 +169,11 @@ fi
   echo "## C++ benchmark (scan_cuda_bench)"
   echo '```'
   grep -vE "^==|^ran " "$OUT/bench_cpp.log" 2>/dev/null | tail -45
+  echo '```'
+  echo
+  echo "## Forward layouts at (8, 1536, 2048, 16): 4 vs 8 states per thread"
+  echo '```'
+  grep -E "fwd|states per thread" "$OUT/bench_cpp_variants.log" 2>/dev/null | grep -v bwd
   echo '```'
   echo
   echo "## Python harness (s6kit bench scan)"

@@ -2,13 +2,15 @@
 // effective bandwidth against a measured device-to-device copy, and the ratio to mamba_ssm.
 //
 //   scan_cuda_bench [--shape=b,d,L,N] [--dtype=bf16|fp32|all] [--scalar_A=0|1] [--reps=30]
-//                   [--json=PATH] [--once]
+//                   [--json=PATH] [--once] [--variants]
 //
 // Without --shape: every selective-scan shape of ANCHORS.md in bf16 and fp32, plus scalar A at
 // (8, 1536, 2048, 16). Inputs as in ANCHORS.md: D, z, delta_bias, softplus, B and C variable
 // (batch, 1, N, L); A real (dim, N) unless --scalar_A. Times are medians of --reps runs (CUDA
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
-// --once runs each direction once without timing (for profilers such as ncu).
+// --once runs each direction once without timing (for profilers such as ncu). --variants also
+// times the forward with 4 and with 8 states per thread (the kernels' internal launch API), to
+// check the default choice of cuda/scan_layout.h on the machine at hand.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -20,6 +22,7 @@
 
 #include "bench_util.h"
 #include "s6kit/scan.h"
+#include "scan_launch.h"  // internal: alternative layouts of the forward (--variants)
 
 using namespace s6kit;
 using namespace s6kit::bench;
@@ -148,7 +151,22 @@ struct Result {
   std::string dtype, A;
   int64_t b, d, L, N;
   double fwd_ms, bwd_ms;
+  int default_kS = 0;
+  std::vector<std::pair<int, double>> fwd_variants;  // (states per thread, ms)
 };
+
+// The forward of `p` with a forced number of states per thread.
+void fwd_with_states(const ScanParams& p, int kS, cudaStream_t s) {
+  cuda_scan::FwdArgs a;
+  a.p = p;
+  a.lay = cuda_scan::choose_layout(p, false, kS);
+  a.ntiles = (p.dim_per_group + a.lay.rows - 1) / a.lay.rows;
+  a.ckpt = static_cast<float*>(p.checkpoints);
+  if (p.input_type == DType::bf16)
+    cuda_scan::launch_fwd<__nv_bfloat16>(a, s);
+  else
+    cuda_scan::launch_fwd<float>(a, s);
+}
 
 template <typename Fn>
 double median_event_ms(cudaStream_t s, int warmup, int reps, Fn&& fn) {
@@ -173,7 +191,7 @@ double median_event_ms(cudaStream_t s, int warmup, int reps, Fn&& fn) {
 }
 
 Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64_t N, int reps,
-                 bool once, cudaStream_t s) {
+                 bool once, bool variants, cudaStream_t s) {
   const int64_t bdl = b * d * L, bnl = b * N * L, nck = (L + kScanCheckpointInterval - 1) / kScanCheckpointInterval;
   const int64_t es = dtype_size(dt);
   // Rotate input sets so that a set is not still in the 50 MB L2 from the previous run.
@@ -258,6 +276,11 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
   }
   r.fwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_fwd(fps[i % nsets], s, 1); });
   r.bwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_bwd(bps[i % nsets], s, 1); });
+  r.default_kS = cuda_scan::choose_layout(fps[0], false).kS;
+  if (variants)
+    for (int kS : {4, 8})
+      r.fwd_variants.emplace_back(
+          kS, median_event_ms(s, 3, reps, [&](int i) { fwd_with_states(fps[i % nsets], kS, s); }));
   return r;
 }
 
@@ -269,9 +292,11 @@ int main(int argc, char** argv) {
   const std::string json_path = flag(argc, argv, "json", "");
   const int reps = std::max(1, std::stoi(flag(argc, argv, "reps", "30")));
   const bool scalar_flag = std::stoi(flag(argc, argv, "scalar_A", "0")) != 0;
-  bool once = false;
-  for (int i = 1; i < argc; ++i)
+  bool once = false, variants = false;
+  for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--once") once = true;
+    if (std::string(argv[i]) == "--variants") variants = true;
+  }
 
   cudaStream_t s;
   check(cudaStreamCreate(&s), "cudaStreamCreate");
@@ -309,7 +334,7 @@ int main(int argc, char** argv) {
   bool first = true;
   for (const Job& j : jobs) {
     const int64_t b = j.shape[0], d = j.shape[1], L = j.shape[2], N = j.shape[3];
-    const Result r = run_shape(j.dt, j.scalar, b, d, L, N, reps, once, s);
+    const Result r = run_shape(j.dt, j.scalar, b, d, L, N, reps, once, variants, s);
     if (once) {
       std::printf("ran %s %s (%lld, %lld, %lld, %lld) once\n", r.dtype.c_str(), r.A.c_str(), (long long)b,
                   (long long)d, (long long)L, (long long)N);
@@ -341,6 +366,16 @@ int main(int argc, char** argv) {
                     an ? std::to_string(mamba / ms).c_str() : "null");
       json += rec;
       first = false;
+    }
+    for (const auto& [kS, ms] : r.fwd_variants) {
+      std::printf("      forward with %d states per thread: %.4f ms%s\n", kS, ms,
+                  kS == r.default_kS ? " (the default)" : "");
+      char rec[256];
+      std::snprintf(rec, sizeof rec,
+                    ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
+                    "\"states_per_thread\": %d, \"default\": %s, \"ms\": %.5f}",
+                    r.dtype.c_str(), r.A.c_str(), shape, kS, kS == r.default_kS ? "true" : "false", ms);
+      json += rec;
     }
     std::fflush(stdout);
   }

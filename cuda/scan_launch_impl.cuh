@@ -8,11 +8,17 @@ namespace s6kit::cuda_scan {
 
 namespace detail {
 
+// Dynamic shared memory above the default 48 KB must be allowed per kernel; and the kernels want
+// the largest shared-memory carveout (several blocks of up to ~72 KB per multiprocessor; they
+// stream their global data and do not rely on L1).
 template <typename Kernel>
 void set_smem(Kernel kernel, int bytes) {
   if (bytes > 48 * 1024)
     cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
                "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+  cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  int(cudaSharedmemCarveoutMaxShared)),
+             "cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
 }
 
 inline unsigned grid_size(int64_t blocks) {

@@ -24,8 +24,13 @@ constexpr int kMaxThreads = 128;    // threads of the largest block
 constexpr int kExchangeSteps = 4;   // backward: steps of dB / dC partials reduced at once
 constexpr int kSmemBudget = 72 * 1024;  // keeps 3 blocks of 128 threads on a 228 KB multiprocessor
 
-// States per thread: 4 up to N = 128 (R <= 32 lanes per row), 8 above (N <= 256).
-inline int states_per_thread(int64_t N) { return N <= 128 ? 4 : 8; }
+// States per thread. Forward: 8 (fewer lanes per row: half the shuffle reduction and shared
+// loads per state, while the exponentials stay one per state), 4 for N <= 4. Backward: 4 up to
+// N = 128 (its per-thread registers grow with the states), 8 above (R <= 32 lanes per row).
+inline int states_per_thread(int64_t N, bool bwd) {
+  if (bwd) return N <= 128 ? 4 : 8;
+  return N <= 4 ? 4 : 8;
+}
 // Backward: the tile is recomputed in sub-chunks of U steps whose states and decays stay in
 // registers; the tile is at most bwd_max_tile steps (64 for kS = 4, 16 for kS = 8).
 __host__ __device__ constexpr int bwd_substeps(int kS) { return kS == 4 ? 8 : 4; }
@@ -67,10 +72,12 @@ inline int ilog2(int x) {
   return r;
 }
 
-inline Layout make_layout(const ScanParams& p, bool bwd, int T) {
+// kS = 0: states_per_thread's choice; 4 or 8 forces one (benchmarks of the alternatives).
+inline Layout make_layout(const ScanParams& p, bool bwd, int T, int kS = 0) {
   Layout a;
   const int N = static_cast<int>(p.dstate);
-  a.kS = states_per_thread(N);
+  a.kS = kS != 0 ? kS : states_per_thread(N, bwd);
+  if (a.kS * 32 < N) a.kS = 8;  // at most 32 lanes per row
   a.R = 1;
   while (a.R * a.kS < N) a.R *= 2;
   a.log2R = ilog2(a.R);
@@ -116,13 +123,13 @@ inline Layout make_layout(const ScanParams& p, bool bwd, int T) {
 }
 
 // The largest tile (64, 32 or 16 steps) whose shared memory fits the budget.
-inline Layout choose_layout(const ScanParams& p, bool bwd) {
-  const int kS = states_per_thread(p.dstate);
+inline Layout choose_layout(const ScanParams& p, bool bwd, int kS = 0) {
+  if (kS == 0) kS = states_per_thread(p.dstate, bwd);
   int T = bwd ? bwd_max_tile(kS) : 64;
-  Layout a = make_layout(p, bwd, T);
+  Layout a = make_layout(p, bwd, T, kS);
   while (a.smem_bytes > kSmemBudget && T > 16) {
     T /= 2;
-    a = make_layout(p, bwd, T);
+    a = make_layout(p, bwd, T, kS);
   }
   return a;
 }
