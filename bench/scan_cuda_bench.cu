@@ -157,11 +157,7 @@ struct Result {
 
 // The forward of `p` with a forced number of states per thread.
 void fwd_with_states(const ScanParams& p, int kS, cudaStream_t s) {
-  cuda_scan::FwdArgs a;
-  a.p = p;
-  a.lay = cuda_scan::choose_layout(p, false, kS);
-  a.ntiles = (p.dim_per_group + a.lay.rows - 1) / a.lay.rows;
-  a.ckpt = static_cast<float*>(p.checkpoints);
+  const cuda_scan::FwdArgs a = cuda_scan::make_fwd_args(p, static_cast<float*>(p.checkpoints), true, kS);
   if (p.input_type == DType::bf16)
     cuda_scan::launch_fwd<__nv_bfloat16>(a, s);
   else

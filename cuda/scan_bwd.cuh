@@ -46,17 +46,19 @@ struct BwdArgs {
   float* part_dCinv = nullptr;  // (batch, dim, N) when C is time-invariant
   float* part_dD = nullptr;     // (batch, dim)
   float* part_ddb = nullptr;    // (batch, dim)
+  bool vec_in = false;          // u, delta, z, dout rows are 16-byte aligned: vector loads
+  bool vec_out = false;         // du, ddelta, dz rows are 16-byte aligned: vector stores
 };
 
 template <typename in_t, bool kScalarA, int kS>
 __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
     scan_bwd_kernel(const __grid_constant__ BwdArgs args) {
   constexpr int U = bwd_substeps(kS);
-  // The states at the sub-chunk starts live on a register stack of NST entries. For real A with
-  // kS = 4 that stack holds every other start only (registers are tight: the decays of a
-  // sub-chunk take U * kS of them); an odd sub-chunk re-runs the U steps before it.
+  // The states at the sub-chunk starts live on a register stack of NST entries. With kS = 4 (a
+  // 64-step tile, 8 sub-chunks) it holds every other start only, since registers are tight (the
+  // recomputed sub-chunk takes 2 U kS of them): an odd sub-chunk re-runs the U steps before it.
   constexpr int kMaxSub = bwd_max_tile(kS) / U;
-  constexpr int NST = (kScalarA || kS == 8) ? kMaxSub : kMaxSub / 2;
+  constexpr int NST = kS == 8 ? kMaxSub : kMaxSub / 2;
   constexpr int kSkip = kMaxSub / NST;
   constexpr int kX = kExchangeSteps;
   static_assert(U % kX == 0, "an exchange group must not straddle sub-chunks");
@@ -89,6 +91,12 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
   float* const sRowD = sm + lay.off_rowD;
   float* const sRowBias = sm + lay.off_rowBias;
 
+
+  // Staging and output work on spans of V = 4 consecutive steps of one row (8- or 16-byte
+  // accesses: the four inputs' spans stay within the registers); a thread owns the same spans in
+  // both.
+  constexpr int V = 4;
+  const int spans = T / V, log2spans = lay.log2T - 2;
 
   const int64_t nblocks = p.batch * p.n_groups * args.slots;
   for (int64_t blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
@@ -161,39 +169,57 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
       __syncthreads();  // sRowD, sRowBias, invariant B / C rows
 
       // Stages per-row inputs of steps [ls, ls + T). `lite`: only dt and u (the pre-roll).
+      // Steps past L get dt = u = dy = 0: they change neither h nor g.
       auto stage_rows = [&](int ls, bool lite) {
-        for (int e = tid; e < lay.rows * T; e += nt) {
-          const int r = e >> lay.log2T, l = e & (T - 1);
+        for (int e = tid; e < lay.rows * spans; e += nt) {
+          const int r = e >> log2spans, l = (e & (spans - 1)) * V;
           const int gl = ls + l;
-          float dt = 0.f, u = 0.f, dy = 0.f, zf = 0.f, sg = 0.f;
-          if (r < rows_valid && gl < L) {
+          float dt[V], u[V], dy[V], zf[V], sg[V];
+#pragma unroll
+          for (int k = 0; k < V; ++k) dt[k] = u[k] = dy[k] = zf[k] = sg[k] = 0.f;
+          if (r < rows_valid) {
             const int64_t dd = d0 + r;
-            const float x =
-                to_float(static_cast<const in_t*>(p.delta)[b * p.delta_batch_stride + dd * p.delta_dim_stride + gl]) + sRowBias[r];
-            if (has_sig)
-              softplus_and_sigmoid(x, dt, sg);
-            else
-              dt = x;
-            u = to_float(static_cast<const in_t*>(p.u)[b * p.u_batch_stride + dd * p.u_dim_stride + gl]);
+            float x[V], dout[V], z[V];
+            load_span<in_t, V>(static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride +
+                                dd * p.delta_dim_stride, gl, L, args.vec_in, x);
+            load_span<in_t, V>(static_cast<const in_t*>(p.u) + b * p.u_batch_stride + dd * p.u_dim_stride,
+                            gl, L, args.vec_in, u);
             if (!lite) {
-              const float dout = to_float(static_cast<const in_t*>(p.dout)[b * p.dout_batch_stride + dd * p.dout_dim_stride + gl]);
-              if (has_z) {
-                const float z = to_float(static_cast<const in_t*>(p.z)[b * p.z_batch_stride + dd * p.z_dim_stride + gl]);
-                const float s = sigmoid(z);
-                dy = dout * z * s;
-                zf = dout * s * (1.f + z * (1.f - s));
-              } else {
-                dy = dout;
+              load_span<in_t, V>(static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride +
+                                  dd * p.dout_dim_stride, gl, L, args.vec_in, dout);
+              if (has_z)
+                load_span<in_t, V>(static_cast<const in_t*>(p.z) + b * p.z_batch_stride +
+                                    dd * p.z_dim_stride, gl, L, args.vec_in, z);
+            }
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+              if (gl + k >= L) continue;
+              const float xb = x[k] + sRowBias[r];
+              if (has_sig)
+                softplus_and_sigmoid(xb, dt[k], sg[k]);
+              else
+                dt[k] = xb;
+              if (!lite) {
+                if (has_z) {
+                  const float s = sigmoid(z[k]);
+                  dy[k] = dout[k] * z[k] * s;
+                  zf[k] = dout[k] * s * (1.f + z[k] * (1.f - s));
+                } else {
+                  dy[k] = dout[k];
+                }
               }
             }
           }
-          const int k = l * rp + r;
-          sDt[k] = dt;
-          sU[k] = u;
-          if (!lite) {
-            sDy[k] = dy;
-            if (has_z) sZf[k] = zf;
-            if (has_sig) sSig[k] = sg;
+#pragma unroll
+          for (int k = 0; k < V; ++k) {
+            const int kk = (l + k) * rp + r;
+            sDt[kk] = dt[k];
+            sU[kk] = u[k];
+            if (!lite) {
+              sDy[kk] = dy[k];
+              if (has_z) sZf[kk] = zf[k];
+              if (has_sig) sSig[kk] = sg[k];
+            }
           }
         }
       };
@@ -352,9 +378,10 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
             }
           }
 
-          // Reverse sweep, in groups of kX steps: exchange of dB / dC, then the per-step sums
-          // over the row, from which lane 0 forms d delta and du over dt and u (every lane of the
-          // row has read them by then: __syncwarp orders those reads before the writes).
+          // Reverse sweep, in groups of kX steps: the per-step sums over the row, from which
+          // lane 0 forms d delta and du over dt and u (every lane of the row has read them by
+          // then: __syncwarp orders those reads before the writes); then the block reduces the
+          // group's dB / dC.
 #pragma unroll
           for (int j0 = U - kX; j0 >= 0; j0 -= kX) {
             float sums[2 * kX];  // [jj]: sum_n g B;  [kX + jj]: sum_n g a h_prev (times A)
@@ -390,9 +417,6 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
               store_row_states<kS>(sEx + (jj * 2) * lay.ps + row * npad, slice, R, dBv);
               store_row_states<kS>(sEx + (jj * 2 + 1) * lay.ps + row * npad, slice, R, dCv);
             }
-            __syncthreads();
-            reduce_exchange(l0 + k * U + j0);
-            __syncthreads();
 
             row_allreduce<2 * kX>(sums, R);
             __syncwarp();
@@ -423,20 +447,31 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
                 }
               }
             }
+            __syncthreads();  // the group's dB / dC are in the exchange
+            reduce_exchange(l0 + k * U + j0);
+            __syncthreads();  // read before the next group overwrites them
           }
         }
         __syncthreads();
 
         // Outputs of the tile.
-        for (int e = tid; e < lay.rows * T; e += nt) {
-          const int r = e >> lay.log2T, l = e & (T - 1);
+        for (int e = tid; e < lay.rows * spans; e += nt) {
+          const int r = e >> log2spans, l = (e & (spans - 1)) * V;
           const int gl = l0 + l;
           if (r < rows_valid && gl < L) {
-            const int k = l * rp + r;
-            const int64_t o = (b * dim + d0 + r) * L + gl;
-            static_cast<in_t*>(p.du)[o] = from_float<in_t>(sU[k]);
-            static_cast<in_t*>(p.ddelta)[o] = from_float<in_t>(sDt[k]);
-            if (has_z) static_cast<in_t*>(p.dz)[o] = from_float<in_t>(sZf[k]);
+            const int64_t o = (b * dim + d0 + r) * L;
+            float v[V];
+#pragma unroll
+            for (int k = 0; k < V; ++k) v[k] = sU[(l + k) * rp + r];
+            store_span<in_t, V>(static_cast<in_t*>(p.du) + o, gl, L, args.vec_out, v);
+#pragma unroll
+            for (int k = 0; k < V; ++k) v[k] = sDt[(l + k) * rp + r];
+            store_span<in_t, V>(static_cast<in_t*>(p.ddelta) + o, gl, L, args.vec_out, v);
+            if (has_z) {
+#pragma unroll
+              for (int k = 0; k < V; ++k) v[k] = sZf[(l + k) * rp + r];
+              store_span<in_t, V>(static_cast<in_t*>(p.dz) + o, gl, L, args.vec_out, v);
+            }
           }
         }
       }

@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "cuda_check.h"
@@ -76,15 +78,43 @@ void dispatch_storage(DType t, Fn&& fn) {
 
 int64_t row_tiles(const ScanParams& p, const Layout& lay) { return ceil_div(p.dim_per_group, lay.rows); }
 
-FwdArgs fwd_args(const ScanParams& p, float* ckpt, bool write_out) {
+// Whether every row of a (batch, dim, L) tensor starts on a 16-byte boundary (vector access):
+// aligned base, and batch / channel strides that are multiples of 16 bytes (or unused).
+bool rows_aligned(const void* ptr, int64_t batch_stride, int64_t dim_stride, const ScanParams& p) {
+  if (ptr == nullptr) return true;
+  const int64_t v = 16 / dtype_size(p.input_type);
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && (p.batch == 1 || batch_stride % v == 0) &&
+         (p.dim == 1 || dim_stride % v == 0);
+}
+
+// Outputs are contiguous (batch, dim, L): rows are aligned when L is a multiple of 16 bytes.
+bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& p) {
+  for (const void* ptr : ptrs)
+    if (!rows_aligned(ptr, p.dim * p.seqlen, p.seqlen, p)) return false;
+  return true;
+}
+
+}  // namespace
+
+namespace cuda_scan {
+
+FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS) {
   FwdArgs a;
   a.p = p;
-  a.lay = choose_layout(p, false);
+  a.lay = choose_layout(p, false, kS);
   a.ntiles = row_tiles(p, a.lay);
   a.ckpt = ckpt;
   a.write_out = write_out;
+  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
+             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
+             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p);
+  a.vec_out = outputs_aligned({p.out}, p);
   return a;
 }
+
+}  // namespace cuda_scan
+
+namespace {
 
 // Backward launch geometry and workspace layout (byte offsets; -1: absent).
 struct BwdPlan {
@@ -172,7 +202,7 @@ void scan_fwd_cuda(const ScanParams& p, void* stream) {
       zero(p.last_state, bytes, s);
     return;
   }
-  const FwdArgs a = fwd_args(p, static_cast<float*>(p.checkpoints), true);
+  const FwdArgs a = make_fwd_args(p, static_cast<float*>(p.checkpoints), true);
   dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); });
 }
 
@@ -197,7 +227,7 @@ void scan_bwd_cuda(const ScanBwdParams& p, void* stream) {
 
   const float* ckpt = static_cast<const float*>(p.checkpoints);
   if (ckpt == nullptr) {  // no states saved by the forward: recompute them into the workspace
-    const FwdArgs f = fwd_args(p, at(pl.off_ckpt), false);
+    const FwdArgs f = make_fwd_args(p, at(pl.off_ckpt), false);
     dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(f, s); });
     ckpt = at(pl.off_ckpt);
   }
@@ -215,6 +245,11 @@ void scan_bwd_cuda(const ScanBwdParams& p, void* stream) {
   a.part_dCinv = at(pl.off_dCinv);
   a.part_dD = at(pl.off_dD);
   a.part_ddb = at(pl.off_ddb);
+  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
+             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
+             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p) &&
+             rows_aligned(p.dout, p.dout_batch_stride, p.dout_dim_stride, p);
+  a.vec_out = outputs_aligned({p.du, p.ddelta, p.dz}, p);
   dispatch_storage(p.input_type, [&](auto tag) { launch_bwd<decltype(tag)>(a, s); });
 
   const int64_t N = p.dstate;

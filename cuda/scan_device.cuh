@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "scan_layout.h"
 
@@ -59,6 +61,50 @@ __device__ __forceinline__ void softplus_and_sigmoid(float x, float& sp, float& 
     const float e = __expf(x);
     sp = log1pf(e);
     sg = __fdividef(e, 1.f + e);
+  }
+}
+
+// Elements of one 16-byte vector of storage type in_t (8 for 16-bit types, 4 for float32).
+template <typename in_t>
+constexpr int kVec = 16 / int(sizeof(in_t));
+
+// Raw vector of V elements of in_t (8 or 16 bytes).
+template <typename in_t, int V>
+using SpanBits = typename std::conditional<V * sizeof(in_t) == 16, uint4, uint2>::type;
+
+// Elements [gl, gl + V) of a row (pointer to its element 0); zero past L. One vector load when
+// `vec` (the row start and its stride are 16-byte aligned: the launcher checks) and the span lies
+// inside the row, element loads otherwise.
+template <typename in_t, int V>
+__device__ __forceinline__ void load_span(const in_t* row, int64_t gl, int64_t L, bool vec, float (&v)[V]) {
+  static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
+  if (vec && gl + V <= L) {
+    const SpanBits<in_t, V> q = *reinterpret_cast<const SpanBits<in_t, V>*>(row + gl);
+    in_t e[V];
+    memcpy(e, &q, sizeof(q));
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = to_float(e[k]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = gl + k < L ? to_float(row[gl + k]) : 0.f;
+  }
+}
+
+// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`.
+template <typename in_t, int V>
+__device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, bool vec, const float (&v)[V]) {
+  static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
+  if (vec && gl + V <= L) {
+    in_t e[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) e[k] = from_float<in_t>(v[k]);
+    SpanBits<in_t, V> q;
+    memcpy(&q, e, sizeof(q));
+    *reinterpret_cast<SpanBits<in_t, V>*>(row + gl) = q;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      if (gl + k < L) row[gl + k] = from_float<in_t>(v[k]);
   }
 }
 

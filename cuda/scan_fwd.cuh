@@ -21,6 +21,8 @@ struct FwdArgs {
   int64_t ntiles = 0;      // row tiles per (batch, group)
   float* ckpt = nullptr;   // (batch, dim, ceil(L / 64), N) or null
   bool write_out = true;   // false: only the checkpoints (the backward's recompute mode)
+  bool vec_in = false;     // u, delta, z rows are 16-byte aligned: vector loads
+  bool vec_out = false;    // out rows are 16-byte aligned: vector stores
 };
 
 template <typename in_t, bool kScalarA, int kS>
@@ -53,6 +55,11 @@ __global__ void __launch_bounds__(kMaxThreads, 4) scan_fwd_kernel(const __grid_c
   const in_t* const Z = static_cast<const in_t*>(p.z);
   const float* const Aw = static_cast<const float*>(p.A);
   in_t* const Out = static_cast<in_t*>(p.out);
+
+  // Staging and output work on spans of V consecutive steps of one row (16-byte accesses); a
+  // thread owns the same spans in both, so writing tile t - 1 and staging tile t share a phase.
+  constexpr int V = kVec<in_t>;
+  const int spans = T / V, log2spans = lay.log2T - (V == 8 ? 3 : 2);
 
   const int64_t nblocks = p.batch * p.n_groups * args.ntiles;
   for (int64_t blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
@@ -116,39 +123,54 @@ __global__ void __launch_bounds__(kMaxThreads, 4) scan_fwd_kernel(const __grid_c
       // Outputs of tile t - 1 (its y is complete: the block synchronised after its steps).
       if (t > 0 && write_out) {
         const int64_t lp = l0 - T;
-        for (int e = tid; e < lay.rows * T; e += nt) {
-          const int r = e >> lay.log2T, l = e & (T - 1);
+        for (int e = tid; e < lay.rows * spans; e += nt) {
+          const int r = e >> log2spans, l = (e & (spans - 1)) * V;
           const int64_t gl = lp + l;
           if (r < rows_valid && gl < L) {
-            const int k = l * rp + r;
-            float v = fmaf(sRowD[r], sU[k], sY[k]);
-            if (has_z) v *= sGate[k];
-            Out[(b * dim + d0 + r) * L + gl] = from_float<in_t>(v);
+            float v[V];
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+              const int kk = (l + k) * rp + r;
+              v[k] = fmaf(sRowD[r], sU[kk], sY[kk]);
+              if (has_z) v[k] *= sGate[kk];
+            }
+            store_span<in_t, V>(Out + (b * dim + d0 + r) * L, gl, L, args.vec_out, v);
           }
         }
       }
       if (t == ntl) break;
 
-      // Stage tile t.
-      for (int e = tid; e < lay.rows * T; e += nt) {
-        const int r = e >> lay.log2T, l = e & (T - 1);
+      // Stage tile t; steps past L get dt = u = 0 (no change to h).
+      for (int e = tid; e < lay.rows * spans; e += nt) {
+        const int r = e >> log2spans, l = (e & (spans - 1)) * V;
         const int64_t gl = l0 + l;
-        float dt = 0.f, u = 0.f, gate = 0.f;
-        if (r < rows_valid && gl < L) {
+        float dt[V], u[V], gate[V];
+#pragma unroll
+        for (int k = 0; k < V; ++k) dt[k] = u[k] = gate[k] = 0.f;
+        if (r < rows_valid) {
           const int64_t dd = d0 + r;
-          u = to_float(U[b * p.u_batch_stride + dd * p.u_dim_stride + gl]);
-          const float x =
-              to_float(Delta[b * p.delta_batch_stride + dd * p.delta_dim_stride + gl]) + sRowBias[r];
-          dt = p.delta_softplus ? softplus(x) : x;
-          if (has_z) {
-            const float z = to_float(Z[b * p.z_batch_stride + dd * p.z_dim_stride + gl]);
-            gate = z * sigmoid(z);
+          float x[V], z[V];
+          load_span<in_t, V>(U + b * p.u_batch_stride + dd * p.u_dim_stride, gl, L, args.vec_in, u);
+          load_span<in_t, V>(Delta + b * p.delta_batch_stride + dd * p.delta_dim_stride, gl, L,
+                          args.vec_in, x);
+          if (has_z)
+            load_span<in_t, V>(Z + b * p.z_batch_stride + dd * p.z_dim_stride, gl, L, args.vec_in, z);
+#pragma unroll
+          for (int k = 0; k < V; ++k) {
+            if (gl + k < L) {
+              const float xb = x[k] + sRowBias[r];
+              dt[k] = p.delta_softplus ? softplus(xb) : xb;
+              if (has_z) gate[k] = z[k] * sigmoid(z[k]);
+            }
           }
         }
-        const int k = l * rp + r;
-        sDt[k] = dt;
-        sU[k] = u;
-        if (has_z) sGate[k] = gate;
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const int kk = (l + k) * rp + r;
+          sDt[kk] = dt[k];
+          sU[kk] = u[k];
+          if (has_z) sGate[kk] = gate[k];
+        }
       }
       if (p.variable_B) load_bc_tile(sB, Bg, p.B_state_stride, l0, L, N, lay, tid);
       if (p.variable_C) load_bc_tile(sC, Cg, p.C_state_stride, l0, L, N, lay, tid);

@@ -15,6 +15,10 @@ namespace s6kit::cuda_scan {
 // Blocks beyond this run in the kernels' grid-stride loops.
 constexpr int64_t kMaxGridBlocks = 0x7fffffff;
 
+// The forward's arguments for `p` (layout, vector-access flags); kS = 0: the default number of
+// states per thread, 4 or 8: forced (benchmarks of the alternatives).
+FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS = 0);
+
 template <typename in_t>
 void launch_fwd(const FwdArgs& args, cudaStream_t stream);
 
