@@ -25,11 +25,15 @@ constexpr int kExchangeSteps = 4;   // backward: steps of dB / dC partials reduc
 constexpr int kSmemBudget = 72 * 1024;  // keeps 3 blocks of 128 threads on a 228 KB multiprocessor
 
 // States per thread. Forward: 8 (fewer lanes per row: half the shuffle reduction and shared
-// loads per state, while the exponentials stay one per state), 4 for N <= 4. Backward: 4 up to
-// N = 128 (its per-thread registers grow with the states), 8 above (R <= 32 lanes per row).
-inline int states_per_thread(int64_t N, bool bwd) {
-  if (bwd) return N <= 128 ? 4 : 8;
-  return N <= 4 ? 4 : 8;
+// loads per state, while the exponentials stay one per state), but 4 for N <= 4 and when there
+// are few rows (then the grid is small and each warp's serial chain over L is what takes time:
+// more lanes per row shorten it). Backward: 4 up to N = 128 (its per-thread registers grow with
+// the states), 8 above. Either way at most 32 lanes per row.
+constexpr int64_t kFewRows = 4096;
+inline int states_per_thread(const ScanParams& p, bool bwd) {
+  if (p.dstate > 128) return 8;
+  if (bwd) return 4;
+  return p.dstate <= 4 || p.batch * p.dim < kFewRows ? 4 : 8;
 }
 // Backward: the tile is recomputed in sub-chunks of U steps whose states and decays stay in
 // registers; the tile is at most bwd_max_tile steps (64 for kS = 4, 16 for kS = 8).
@@ -76,7 +80,7 @@ inline int ilog2(int x) {
 inline Layout make_layout(const ScanParams& p, bool bwd, int T, int kS = 0) {
   Layout a;
   const int N = static_cast<int>(p.dstate);
-  a.kS = kS != 0 ? kS : states_per_thread(N, bwd);
+  a.kS = kS != 0 ? kS : states_per_thread(p, bwd);
   if (a.kS * 32 < N) a.kS = 8;  // at most 32 lanes per row
   a.R = 1;
   while (a.R * a.kS < N) a.R *= 2;
@@ -124,7 +128,7 @@ inline Layout make_layout(const ScanParams& p, bool bwd, int T, int kS = 0) {
 
 // The largest tile (64, 32 or 16 steps) whose shared memory fits the budget.
 inline Layout choose_layout(const ScanParams& p, bool bwd, int kS = 0) {
-  if (kS == 0) kS = states_per_thread(p.dstate, bwd);
+  if (kS == 0) kS = states_per_thread(p, bwd);
   int T = bwd ? bwd_max_tile(kS) : 64;
   Layout a = make_layout(p, bwd, T, kS);
   while (a.smem_bytes > kSmemBudget && T > 16) {

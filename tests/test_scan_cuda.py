@@ -49,6 +49,11 @@ SWEEP = [
     ScanCase(dim=80, L=200, N=16, bc="grouped", groups=2, initial_state=True, last_state=True),
     ScanCase(dim=70, L=40, N=12, bc="invariant", D=False, softplus=False, initial_state=True),
     ScanCase(dim=8, L=200, N=32, bc="grouped", groups=4, scalar_A=True, D=False),
+    # 4096 rows and more: the forward's layout with 8 states per thread.
+    ScanCase(batch=2, dim=2048, L=70, N=16, bc="grouped", groups=2, initial_state=True,
+             last_state=True),
+    ScanCase(batch=1, dim=4100, L=33, N=7, scalar_A=True, z=False),
+    ScanCase(batch=2, dim=2048, L=20, N=64, bc="invariant", softplus=False, last_state=True),
 ]
 
 
