@@ -1,5 +1,16 @@
-# CUDA sources of the s6kit core, included by CMakeLists.txt when nvcc is found.
-list(APPEND S6KIT_CUDA_SOURCES
+# CUDA sources of s6kit_core (included by the top-level CMakeLists.txt when nvcc is found).
+# The scan: one translation unit per (direction, storage dtype) so that a parallel build compiles
+# them side by side; each holds four kernel instantiations (A real or scalar x 4 or 8 states per
+# thread). SoftSort: its launchers, auxiliary kernels, banded kernels and per-dtype row scans.
+set(S6KIT_CUDA_SOURCES
+  cuda/scan_cuda.cu
+  cuda/scan_reduce.cu
+  cuda/scan_fwd_f32.cu
+  cuda/scan_fwd_f16.cu
+  cuda/scan_fwd_bf16.cu
+  cuda/scan_bwd_f32.cu
+  cuda/scan_bwd_f16.cu
+  cuda/scan_bwd_bf16.cu
   cuda/softsort_aux.cu
   cuda/softsort_band.cu
   cuda/softsort_launch.cu

@@ -4,11 +4,13 @@
 
 namespace s6kit {
 
+#ifndef S6KIT_WITH_CUDA
 [[noreturn]] static void no_cuda() {
   throw ArgError(
       "selective_scan: argument 'u' is on a CUDA device, but this build of s6kit has no CUDA "
       "backend (it was built without nvcc; reinstall with nvcc on the PATH)");
 }
+#endif
 
 void scan_fwd(const ScanParams& p, void* stream, int num_threads) {
   if (p.device == Device::cpu) return scan_fwd_cpu(p, num_threads);

@@ -1,0 +1,277 @@
+// Entry points of the CUDA selective scan (declared in s6kit/scan.h): argument limits of this
+// backend, the backward's workspace plan, empty shapes, and the kernel sequence on the caller's
+// stream. All memory is the caller's: outputs, checkpoints and the backward's workspace.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "cuda_check.h"
+#include "s6kit/check.h"
+#include "s6kit/scan.h"
+#include "scan_launch.h"
+
+namespace s6kit {
+namespace {
+
+using namespace cuda_scan;
+
+// The variable dB / dC partials may take at most this much workspace; above it a block sums
+// several row tiles itself (fewer, longer blocks) instead of writing one partial per row tile.
+// (Overridable at compile time so that tests can exercise that path on small shapes.)
+#ifndef S6KIT_CUDA_MAX_PARTIAL_BYTES
+#define S6KIT_CUDA_MAX_PARTIAL_BYTES (int64_t(1) << 30)
+#endif
+constexpr int64_t kMaxPartialBytes = S6KIT_CUDA_MAX_PARTIAL_BYTES;
+constexpr int64_t kAlign = 256;
+
+int64_t align_up(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+void check_supported(const ScanParams& p) {
+  if (p.input_type == DType::f64)
+    throw ArgError(
+        "selective_scan: argument 'u' is float64 on a CUDA device; float64 is supported on the CPU "
+        "only (use float32, float16 or bfloat16 on CUDA, or move the inputs to the CPU)");
+  if (p.dstate > kMaxDstate)
+    throw ArgError("selective_scan: argument 'B' has state size N = " + std::to_string(p.dstate) +
+                   "; the CUDA kernels support N <= " + std::to_string(kMaxDstate));
+  // The kernels index batch, channel and step with 32-bit integers (offsets are 64-bit).
+  constexpr int64_t kMaxIndex = int64_t(1) << 31;
+  if (p.batch >= kMaxIndex || p.dim >= kMaxIndex || p.seqlen >= kMaxIndex - 1024)
+    throw ArgError("selective_scan: argument 'u' has shape (" + std::to_string(p.batch) + ", " +
+                   std::to_string(p.dim) + ", " + std::to_string(p.seqlen) +
+                   "); the CUDA kernels need batch, dim and L below 2^31");
+}
+
+// Runs the launches on the tensors' device and restores the caller's current device.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    cuda_check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) cuda_check(cudaSetDevice(device), "cudaSetDevice");
+    cur_ = device;
+  }
+  ~DeviceGuard() {
+    if (prev_ != cur_) cudaSetDevice(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = 0, cur_ = 0;
+};
+
+template <typename Fn>
+void dispatch_storage(DType t, Fn&& fn) {
+  switch (t) {
+    case DType::f32: fn(float{}); break;
+    case DType::f16: fn(__half{}); break;
+    case DType::bf16: fn(__nv_bfloat16{}); break;
+    default: throw std::runtime_error("s6kit CUDA selective scan: unsupported storage dtype");
+  }
+}
+
+int64_t row_tiles(const ScanParams& p, const Layout& lay) { return ceil_div(p.dim_per_group, lay.rows); }
+
+// Whether every row of a (batch, dim, L) tensor starts on a 16-byte boundary (vector access):
+// aligned base, and batch / channel strides that are multiples of 16 bytes (or unused).
+bool rows_aligned(const void* ptr, int64_t batch_stride, int64_t dim_stride, const ScanParams& p) {
+  if (ptr == nullptr) return true;
+  const int64_t v = 16 / dtype_size(p.input_type);
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && (p.batch == 1 || batch_stride % v == 0) &&
+         (p.dim == 1 || dim_stride % v == 0);
+}
+
+// Outputs are contiguous (batch, dim, L): rows are aligned when L is a multiple of 16 bytes.
+bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& p) {
+  for (const void* ptr : ptrs)
+    if (!rows_aligned(ptr, p.dim * p.seqlen, p.seqlen, p)) return false;
+  return true;
+}
+
+}  // namespace
+
+namespace cuda_scan {
+
+FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS) {
+  FwdArgs a;
+  a.p = p;
+  a.lay = choose_layout(p, false, kS);
+  a.ntiles = row_tiles(p, a.lay);
+  a.ckpt = ckpt;
+  a.write_out = write_out;
+  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
+             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
+             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p);
+  a.vec_out = outputs_aligned({p.out}, p);
+  return a;
+}
+
+}  // namespace cuda_scan
+
+namespace {
+
+// Backward launch geometry and workspace layout (byte offsets; -1: absent).
+struct BwdPlan {
+  Layout lay;
+  int64_t ntiles = 0, slots = 0, subtiles = 1;
+  int64_t off_ckpt = -1, off_bc = -1, off_dA = -1, off_dBinv = -1, off_dCinv = -1;
+  int64_t off_dD = -1, off_ddb = -1;
+  int64_t bytes = 0;
+};
+
+BwdPlan plan_bwd(const ScanBwdParams& p) {
+  BwdPlan pl;
+  pl.lay = choose_layout(p, true);
+  pl.ntiles = row_tiles(p, pl.lay);
+  const int64_t rows = p.batch * p.dim, N = p.dstate, L = p.seqlen;
+  const int64_t groups = p.batch * p.n_groups;
+  if (p.variable_B || p.variable_C) {
+    const int64_t slot_bytes = groups * L * 2 * N * 4;
+    const int64_t max_slots = slot_bytes > 0 ? std::max<int64_t>(1, kMaxPartialBytes / slot_bytes) : pl.ntiles;
+    pl.subtiles = ceil_div(pl.ntiles, std::max<int64_t>(1, max_slots));
+    pl.slots = ceil_div(pl.ntiles, pl.subtiles);
+  } else {
+    pl.subtiles = 1;
+    pl.slots = pl.ntiles;
+  }
+  int64_t off = 0;
+  auto take = [&off](int64_t bytes) {
+    const int64_t at = off;
+    off = align_up(off + bytes);
+    return at;
+  };
+  if (p.checkpoints == nullptr)
+    pl.off_ckpt = take(rows * ceil_div(L, kScanCheckpointInterval) * N * 4);
+  if (p.variable_B || p.variable_C) pl.off_bc = take(groups * pl.slots * L * 2 * N * 4);
+  pl.off_dA = take(rows * (p.scalar_A ? 1 : N) * 4);
+  if (!p.variable_B) pl.off_dBinv = take(rows * N * 4);
+  if (!p.variable_C) pl.off_dCinv = take(rows * N * 4);
+  pl.off_dD = take(rows * 4);
+  pl.off_ddb = take(rows * 4);
+  pl.bytes = off;
+  return pl;
+}
+
+bool empty_scan(const ScanParams& p) { return p.batch * p.dim == 0 || p.seqlen == 0; }
+
+void zero(void* ptr, int64_t bytes, cudaStream_t s) {
+  if (ptr != nullptr && bytes > 0) cuda_check(cudaMemsetAsync(ptr, 0, bytes, s), "cudaMemsetAsync");
+}
+
+// Gradients of an empty scan: all zero, except d initial_state = d last_state when L = 0.
+void bwd_empty(const ScanBwdParams& p, cudaStream_t s) {
+  const int64_t es = dtype_size(p.input_type);
+  const int64_t rows = p.batch * p.dim, L = p.seqlen, N = p.dstate;
+  zero(p.du, rows * L * es, s);
+  zero(p.ddelta, rows * L * es, s);
+  zero(p.dz, rows * L * es, s);
+  zero(p.dA, p.dim * (p.scalar_A ? 1 : N) * 4, s);
+  zero(p.dB, p.variable_B ? p.batch * p.n_groups * N * L * es : p.dim * N * 4, s);
+  zero(p.dC, p.variable_C ? p.batch * p.n_groups * N * L * es : p.dim * N * 4, s);
+  zero(p.dD, p.dim * 4, s);
+  zero(p.ddelta_bias, p.dim * 4, s);
+  if (p.dinitial_state != nullptr) {
+    if (p.dlast_state != nullptr)
+      cuda_check(cudaMemcpyAsync(p.dinitial_state, p.dlast_state, rows * N * 4,
+                                 cudaMemcpyDeviceToDevice, s),
+                 "cudaMemcpyAsync");
+    else
+      zero(p.dinitial_state, rows * N * 4, s);
+  }
+}
+
+}  // namespace
+
+void scan_fwd_cuda(const ScanParams& p, void* stream) {
+  check_supported(p);
+  DeviceGuard guard(p.device_index);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (p.batch * p.dim == 0) return;
+  if (p.seqlen == 0) {
+    const int64_t bytes = p.batch * p.dim * p.dstate * 4;
+    if (p.has_initial_state)
+      cuda_check(cudaMemcpyAsync(p.last_state, p.initial_state, bytes, cudaMemcpyDeviceToDevice, s),
+                 "cudaMemcpyAsync");
+    else
+      zero(p.last_state, bytes, s);
+    return;
+  }
+  const FwdArgs a = make_fwd_args(p, static_cast<float*>(p.checkpoints), true);
+  dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); });
+}
+
+int64_t scan_bwd_workspace_bytes_cuda(const ScanBwdParams& p) {
+  check_supported(p);
+  if (empty_scan(p)) return 0;
+  return plan_bwd(p).bytes;
+}
+
+void scan_bwd_cuda(const ScanBwdParams& p, void* stream) {
+  check_supported(p);
+  DeviceGuard guard(p.device_index);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (empty_scan(p)) return bwd_empty(p, s);
+
+  const BwdPlan pl = plan_bwd(p);
+  if (p.workspace_bytes < pl.bytes || (pl.bytes > 0 && p.workspace == nullptr))
+    throw ArgError("selective_scan: the backward's workspace has " + std::to_string(p.workspace_bytes) +
+                   " bytes, it needs " + std::to_string(pl.bytes) + " (scan_bwd_workspace_bytes)");
+  char* const ws = static_cast<char*>(p.workspace);
+  auto at = [ws](int64_t off) { return off < 0 ? nullptr : reinterpret_cast<float*>(ws + off); };
+
+  const float* ckpt = static_cast<const float*>(p.checkpoints);
+  if (ckpt == nullptr) {  // no states saved by the forward: recompute them into the workspace
+    const FwdArgs f = make_fwd_args(p, at(pl.off_ckpt), false);
+    dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(f, s); });
+    ckpt = at(pl.off_ckpt);
+  }
+
+  BwdArgs a;
+  a.p = p;
+  a.lay = pl.lay;
+  a.ntiles = pl.ntiles;
+  a.slots = pl.slots;
+  a.subtiles = pl.subtiles;
+  a.ckpt = ckpt;
+  a.part_bc = at(pl.off_bc);
+  a.part_dA = at(pl.off_dA);
+  a.part_dBinv = at(pl.off_dBinv);
+  a.part_dCinv = at(pl.off_dCinv);
+  a.part_dD = at(pl.off_dD);
+  a.part_ddb = at(pl.off_ddb);
+  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
+             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
+             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p) &&
+             rows_aligned(p.dout, p.dout_batch_stride, p.dout_dim_stride, p);
+  a.vec_out = outputs_aligned({p.du, p.ddelta, p.dz}, p);
+  dispatch_storage(p.input_type, [&](auto tag) { launch_bwd<decltype(tag)>(a, s); });
+
+  const int64_t N = p.dstate;
+  RowReduction jobs[5];
+  int njobs = 0;
+  jobs[njobs++] = {a.part_dA, static_cast<float*>(p.dA), p.dim * (p.scalar_A ? 1 : N)};
+  if (!p.variable_B) jobs[njobs++] = {a.part_dBinv, static_cast<float*>(p.dB), p.dim * N};
+  if (!p.variable_C) jobs[njobs++] = {a.part_dCinv, static_cast<float*>(p.dC), p.dim * N};
+  if (p.dD != nullptr) jobs[njobs++] = {a.part_dD, static_cast<float*>(p.dD), p.dim};
+  if (p.ddelta_bias != nullptr) jobs[njobs++] = {a.part_ddb, static_cast<float*>(p.ddelta_bias), p.dim};
+  launch_reduce_rows(jobs, njobs, p.batch, s);
+  if (p.variable_B || p.variable_C) {
+    BcReduction r;
+    r.part = a.part_bc;
+    r.dB = p.variable_B ? p.dB : nullptr;
+    r.dC = p.variable_C ? p.dC : nullptr;
+    r.groups = p.batch * p.n_groups;
+    r.slots = pl.slots;
+    r.L = static_cast<int>(p.seqlen);
+    r.N = static_cast<int>(N);
+    launch_reduce_bc(p.input_type, r, s);
+  }
+}
+
+}  // namespace s6kit

@@ -1,0 +1,214 @@
+// Device helpers of the CUDA selective scan: storage conversions, the scalar math of the scan
+// (the same formulas as the CPU kernels, cpp/src/cpu/scan_cpu_impl.h), shared-memory state rows
+// and per-row warp reductions.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "scan_layout.h"
+
+namespace s6kit::cuda_scan {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+__host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+// 2^x on the special-function unit (one MUFU.EX2; inputs are dt * A * log2(e) <= 0 in practice).
+__device__ __forceinline__ float fast_exp2(float x) {
+#ifdef __CUDA_ARCH__
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#else
+  return exp2f(x);  // host compilation (the emulation test of tests/cuda_emulation)
+#endif
+}
+
+__device__ __forceinline__ float sigmoid(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
+
+// softplus(x) = log(1 + e^x); x itself above 20, where the two agree in float32.
+__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(__expf(x)); }
+
+// softplus(x) and its derivative sigmoid(x) from one exponential.
+__device__ __forceinline__ void softplus_and_sigmoid(float x, float& sp, float& sg) {
+  if (x > 20.f) {
+    sp = x;
+    sg = 1.f;
+  } else {
+    const float e = __expf(x);
+    sp = log1pf(e);
+    sg = __fdividef(e, 1.f + e);
+  }
+}
+
+// Elements of one 16-byte vector of storage type in_t (8 for 16-bit types, 4 for float32).
+template <typename in_t>
+constexpr int kVec = 16 / int(sizeof(in_t));
+
+// Raw vector of V elements of in_t (8 or 16 bytes).
+template <typename in_t, int V>
+using SpanBits = typename std::conditional<V * sizeof(in_t) == 16, uint4, uint2>::type;
+
+// Elements [gl, gl + V) of a row (pointer to its element 0); zero past L. One vector load when
+// `vec` (the row start and its stride are 16-byte aligned: the launcher checks) and the span lies
+// inside the row, element loads otherwise.
+template <typename in_t, int V>
+__device__ __forceinline__ void load_span(const in_t* row, int64_t gl, int64_t L, bool vec, float (&v)[V]) {
+  static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
+  if (vec && gl + V <= L) {
+    const SpanBits<in_t, V> q = *reinterpret_cast<const SpanBits<in_t, V>*>(row + gl);
+    in_t e[V];
+    memcpy(e, &q, sizeof(q));
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = to_float(e[k]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = gl + k < L ? to_float(row[gl + k]) : 0.f;
+  }
+}
+
+// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`.
+template <typename in_t, int V>
+__device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, bool vec, const float (&v)[V]) {
+  static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
+  if (vec && gl + V <= L) {
+    in_t e[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) e[k] = from_float<in_t>(v[k]);
+    SpanBits<in_t, V> q;
+    memcpy(&q, e, sizeof(q));
+    *reinterpret_cast<SpanBits<in_t, V>*>(row + gl) = q;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      if (gl + k < L) row[gl + k] = from_float<in_t>(v[k]);
+  }
+}
+
+// The kS states of thread `slice` from a shared-memory row laid out by state_pos.
+template <int kS>
+__device__ __forceinline__ void load_row_states(const float* row, int slice, int R, float (&v)[kS]) {
+#pragma unroll
+  for (int h = 0; h < kS / 4; ++h) {
+    const float4 q = *reinterpret_cast<const float4*>(row + (h * R + slice) * 4);
+    v[4 * h] = q.x;
+    v[4 * h + 1] = q.y;
+    v[4 * h + 2] = q.z;
+    v[4 * h + 3] = q.w;
+  }
+}
+
+template <int kS>
+__device__ __forceinline__ void store_row_states(float* row, int slice, int R, const float (&v)[kS]) {
+#pragma unroll
+  for (int h = 0; h < kS / 4; ++h)
+    *reinterpret_cast<float4*>(row + (h * R + slice) * 4) =
+        make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
+}
+
+// States n = slice * kS + i (< N) of one (b, d) row of a contiguous (..., N) float array.
+template <int kS>
+__device__ __forceinline__ void load_global_states(const float* row, int slice, int N, float (&v)[kS]) {
+  const int n0 = slice * kS;
+  if ((N & 3) == 0 && n0 + kS <= N && (reinterpret_cast<uintptr_t>(row) & 15) == 0) {
+#pragma unroll
+    for (int h = 0; h < kS / 4; ++h) {
+      const float4 q = *reinterpret_cast<const float4*>(row + n0 + 4 * h);
+      v[4 * h] = q.x;
+      v[4 * h + 1] = q.y;
+      v[4 * h + 2] = q.z;
+      v[4 * h + 3] = q.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kS; ++i) v[i] = n0 + i < N ? row[n0 + i] : 0.f;
+  }
+}
+
+template <int kS>
+__device__ __forceinline__ void store_global_states(float* row, int slice, int N, const float (&v)[kS]) {
+  const int n0 = slice * kS;
+  if ((N & 3) == 0 && n0 + kS <= N && (reinterpret_cast<uintptr_t>(row) & 15) == 0) {
+#pragma unroll
+    for (int h = 0; h < kS / 4; ++h)
+      *reinterpret_cast<float4*>(row + n0 + 4 * h) =
+          make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kS; ++i)
+      if (n0 + i < N) row[n0 + i] = v[i];
+  }
+}
+
+// Sums each of v[0..K) over the R lanes of a row (adjacent lanes, R a power of two <= 32).
+// Every lane of the row ends with the same sums: IEEE addition is commutative, so both
+// partners of each butterfly step compute the identical value.
+template <int K>
+__device__ __forceinline__ void row_allreduce(float (&v)[K], int R) {
+#pragma unroll
+  for (int off = 16; off >= 1; off >>= 1) {
+    if (off < R) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) v[k] += __shfl_xor_sync(kFullMask, v[k], off);
+    }
+  }
+}
+
+// Stages the B or C tile of one (batch, group), steps [l0, l0 + T), as sX[l * sb + state_pos(n)]
+// in float32; states n >= N and steps l >= L read as zero. Each thread loads four states of one
+// step (four loads, each coalesced along L across the warp) and writes them as one float4.
+template <typename in_t>
+__device__ __forceinline__ void load_bc_tile(float* sX, const in_t* src, int64_t state_stride,
+                                             int64_t l0, int64_t L, int N, const Layout& lay,
+                                             int tid) {
+  const int T = lay.T;
+  const int groups = lay.npad / 4;
+  for (int e = tid; e < groups * T; e += lay.nt) {
+    const int l = e & (T - 1), q = e >> lay.log2T;
+    const int64_t gl = l0 + l;
+    float v[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int n = 4 * q + k;
+      v[k] = (n < N && gl < L) ? to_float(src[n * state_stride + gl]) : 0.f;
+    }
+    *reinterpret_cast<float4*>(sX + l * lay.sb + state_pos(4 * q, lay.kS, lay.R)) =
+        make_float4(v[0], v[1], v[2], v[3]);
+  }
+}
+
+// Stages time-invariant B or C (dim, N) rows d0 .. d0 + rows_valid as sX[r * sb + state_pos(n)].
+__device__ __forceinline__ void load_bc_rows(float* sX, const float* W, int64_t dim_stride,
+                                             int64_t state_stride, int64_t d0, int rows_valid,
+                                             int N, const Layout& lay, int tid) {
+  for (int e = tid; e < lay.rows * lay.npad; e += lay.nt) {
+    const int r = e / lay.npad, n = e % lay.npad;
+    sX[r * lay.sb + state_pos(n, lay.kS, lay.R)] =
+        (r < rows_valid && n < N) ? W[(d0 + r) * dim_stride + n * state_stride] : 0.f;
+  }
+}
+
+}  // namespace s6kit::cuda_scan

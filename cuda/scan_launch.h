@@ -1,0 +1,61 @@
+// Launchers of the CUDA selective scan kernels, one explicit instantiation per storage dtype
+// (scan_fwd_<dtype>.cu, scan_bwd_<dtype>.cu), and of the final reductions (scan_reduce.cu).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "s6kit/tensor.h"
+#include "scan_bwd.cuh"
+#include "scan_fwd.cuh"
+
+namespace s6kit::cuda_scan {
+
+// Blocks beyond this run in the kernels' grid-stride loops.
+constexpr int64_t kMaxGridBlocks = 0x7fffffff;
+
+// The forward's arguments for `p` (layout, vector-access flags); kS = 0: the default number of
+// states per thread, 4 or 8: forced (benchmarks of the alternatives).
+FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS = 0);
+
+template <typename in_t>
+void launch_fwd(const FwdArgs& args, cudaStream_t stream);
+
+template <typename in_t>
+void launch_bwd(const BwdArgs& args, cudaStream_t stream);
+
+// out[j] = sum over b (in order) of part[b * count + j], j < count: the batch reduction of the
+// per-(b, d) partials of dA, time-invariant dB / dC, dD and d delta_bias.
+struct RowReduction {
+  const float* part = nullptr;
+  float* out = nullptr;
+  int64_t count = 0;
+};
+
+constexpr int kMaxRowJobs = 5;
+
+struct RowJobs {
+  RowReduction job[kMaxRowJobs];
+  int64_t batch = 0;
+};
+
+void launch_reduce_rows(const RowReduction* jobs, int njobs, int64_t batch, cudaStream_t stream);
+
+constexpr int kBcSteps = 32;     // steps per block
+constexpr int kBcThreads = 256;
+constexpr int kBcSmemBytes = kMaxDstate * (kBcSteps + 1) * 4;
+
+struct BcReduction {
+  const float* part = nullptr;  // (groups, slots, L, 2, N)
+  void* dB = nullptr;           // (groups, N, L) in the input dtype, or null
+  void* dC = nullptr;
+  int64_t groups = 0, slots = 0;
+  int L = 0, N = 0;
+};
+
+// Variable dB / dC (batch, G, N, L) in the input dtype from the (batch * G, slots, L, 2, N)
+// partials, summed over the slots in order.
+void launch_reduce_bc(DType type, const BcReduction& args, cudaStream_t stream);
+
+}  // namespace s6kit::cuda_scan

@@ -1,0 +1,52 @@
+// Definitions of launch_fwd / launch_bwd, instantiated once per storage dtype.
+#pragma once
+
+#include "cuda_check.h"
+#include "scan_launch.h"
+
+namespace s6kit::cuda_scan {
+
+namespace detail {
+
+// Dynamic shared memory above the default 48 KB must be allowed per kernel; and the kernels want
+// the largest shared-memory carveout (several blocks of up to ~72 KB per multiprocessor; they
+// stream their global data and do not rely on L1).
+template <typename Kernel>
+void set_smem(Kernel kernel, int bytes) {
+  if (bytes > 48 * 1024)
+    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+               "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+  cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  int(cudaSharedmemCarveoutMaxShared)),
+             "cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
+}
+
+inline unsigned grid_size(int64_t blocks) {
+  return static_cast<unsigned>(blocks < kMaxGridBlocks ? blocks : kMaxGridBlocks);
+}
+
+}  // namespace detail
+
+template <typename in_t>
+void launch_fwd(const FwdArgs& args, cudaStream_t stream) {
+  const bool scalar = args.p.scalar_A;
+  auto kernel = args.lay.kS == 4 ? (scalar ? scan_fwd_kernel<in_t, true, 4> : scan_fwd_kernel<in_t, false, 4>)
+                                 : (scalar ? scan_fwd_kernel<in_t, true, 8> : scan_fwd_kernel<in_t, false, 8>);
+  detail::set_smem(kernel, args.lay.smem_bytes);
+  const int64_t blocks = args.p.batch * args.p.n_groups * args.ntiles;
+  kernel<<<detail::grid_size(blocks), args.lay.nt, args.lay.smem_bytes, stream>>>(args);
+  cuda_check(cudaGetLastError(), "launch of scan_fwd_kernel");
+}
+
+template <typename in_t>
+void launch_bwd(const BwdArgs& args, cudaStream_t stream) {
+  const bool scalar = args.p.scalar_A;
+  auto kernel = args.lay.kS == 4 ? (scalar ? scan_bwd_kernel<in_t, true, 4> : scan_bwd_kernel<in_t, false, 4>)
+                                 : (scalar ? scan_bwd_kernel<in_t, true, 8> : scan_bwd_kernel<in_t, false, 8>);
+  detail::set_smem(kernel, args.lay.smem_bytes);
+  const int64_t blocks = args.p.batch * args.p.n_groups * args.slots;
+  kernel<<<detail::grid_size(blocks), args.lay.nt, args.lay.smem_bytes, stream>>>(args);
+  cuda_check(cudaGetLastError(), "launch of scan_bwd_kernel");
+}
+
+}  // namespace s6kit::cuda_scan
