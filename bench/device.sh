@@ -84,9 +84,9 @@ BENCH=$BENCH_BUILD/bench/scan_cuda_bench
 
 # ---- tests ------------------------------------------------------------------------------------
 # From an empty directory: `import s6kit` must find the installed package, not python/.
-CUDA_TESTS=$(ls "$ROOT"/tests/test_*cuda*.py 2>/dev/null | tr '\n' ' ')
-step pytest_cuda 240 bash -c "cd '$OUT' && '$PY' -m pytest -x -q -rs -p no:cacheprovider \
-  --rootdir='$ROOT' -c '$ROOT/pyproject.toml' --junitxml='$OUT/pytest_cuda.xml' $CUDA_TESTS"
+# Every test marked `cuda`, in any file.
+step pytest_cuda 240 bash -c "cd '$OUT' && '$PY' -m pytest --maxfail=30 -q -rs -p no:cacheprovider \
+  --rootdir='$ROOT' -c '$ROOT/pyproject.toml' --junitxml='$OUT/pytest_cuda.xml' -m cuda '$ROOT/tests'"
 
 # ---- sanitizers -------------------------------------------------------------------------------
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
@@ -121,6 +121,13 @@ if (cd "$OUT" && "$PY" -m s6kit.cli bench scan --help > /dev/null 2>&1); then
     --reps 30 --json '$OUT/bench_scan_python.json'"
 else
   ROWS+=("| bench_python | not run (no \`s6kit bench scan\`) | 0 |")
+fi
+
+if (cd "$OUT" && "$PY" -m s6kit.cli bench softsort --help > /dev/null 2>&1); then
+  step bench_softsort 120 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
+    --json '$OUT/bench_softsort.json'"
+  step bench_train 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench train --device cuda --dtype bfloat16 \
+    --steps 20 --reference-steps 2"
 fi
 
 # ---- profile ----------------------------------------------------------------------------------
@@ -179,6 +186,12 @@ fi
   echo "## Python harness (s6kit bench scan)"
   echo '```'
   tail -30 "$OUT/bench_python.log" 2>/dev/null | cut -c1-220
+  echo '```'
+  echo
+  echo "## SoftSort and training step"
+  echo '```'
+  tail -12 "$OUT/bench_softsort.log" 2>/dev/null | cut -c1-220
+  tail -4 "$OUT/bench_train.log" 2>/dev/null | cut -c1-220
   echo '```'
   echo
   echo "## Nsight Compute (bf16, 8 x 1536 x 2048 x 16)"
