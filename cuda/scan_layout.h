@@ -29,7 +29,11 @@ constexpr int kSmemBudget = 72 * 1024;  // keeps 3 blocks of 128 threads on a 22
 // are few rows (then the grid is small and each warp's serial chain over L is what takes time:
 // more lanes per row shorten it). Backward: 4 up to N = 128 (its per-thread registers grow with
 // the states), 8 above. Either way at most 32 lanes per row.
-constexpr int64_t kFewRows = 4096;
+// (Overridable at compile time so that tests reach both layouts on small shapes.)
+#ifndef S6KIT_CUDA_FEW_ROWS
+#define S6KIT_CUDA_FEW_ROWS 4096
+#endif
+constexpr int64_t kFewRows = S6KIT_CUDA_FEW_ROWS;
 inline int states_per_thread(const ScanParams& p, bool bwd) {
   if (p.dstate > 128) return 8;
   if (bwd) return 4;

@@ -17,46 +17,59 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [
+COMMON = [
     "tests/cuda_emulation/emu_runtime.cpp",
     "tests/cuda_emulation/check_scan.cpp",
-    "cuda/scan_cuda.cu",
     "cpp/src/scan_check.cpp",
     "cpp/src/cpu/scan_cpu.cpp",
     "cpp/src/cpu/scan_cpu_generic.cpp",
 ]
+LAUNCHER = "cuda/scan_cuda.cu"  # the only source that depends on the mode's definitions
+MODES = {
+    # The forward's 8-states-per-thread layout from 64 rows on (instead of 4096), so that the
+    # small shapes of the sweep reach it (below 64 rows: the 4-states layout).
+    "eight_states_from_64_rows": ["-DS6KIT_CUDA_FEW_ROWS=64"],
+    # The production layouts (mostly 4 states per thread at these sizes), and a tiny cap on the
+    # backward's dB / dC partials: each block then sums several row tiles.
+    "several_row_tiles_per_block": ["-DS6KIT_CUDA_MAX_PARTIAL_BYTES=4096"],
+}
+
+CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+pytestmark = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler")
 
 
-def _compiler():
-    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-
-
-def _build(tmp_path: Path, extra: list[str]) -> Path:
-    cxx = _compiler()
-    flags = ["-std=c++17", "-O1", "-DS6KIT_WITH_CUDA", f"-I{ROOT / 'tests/cuda_emulation/include'}",
-             f"-I{ROOT / 'cuda'}", f"-I{ROOT / 'cpp/include'}", f"-I{ROOT / 'cpp/src/cpu'}", *extra]
-    jobs = []
-    for src in SOURCES:
-        obj = tmp_path / (Path(src).name + ".o")
-        jobs.append((obj, subprocess.Popen([cxx, *flags, "-x", "c++", "-c", str(ROOT / src), "-o", str(obj)],
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-    for obj, proc in jobs:
+def _compile(jobs):
+    procs = [(obj, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+             for obj, cmd in jobs]
+    for obj, proc in procs:
         out, _ = proc.communicate()
         assert proc.returncode == 0, f"compiling {obj.name} failed:\n{out}"
-    exe = tmp_path / "check_scan_emulated"
-    subprocess.run([cxx, *[str(o) for o, _ in jobs], "-o", str(exe), "-lpthread"], check=True)
-    return exe
 
 
-@pytest.mark.skipif(_compiler() is None, reason="needs a C++ compiler")
-@pytest.mark.parametrize("mode,extra,args", [
-    ("sweep", [], ["--seed=1"]),
-    # A tiny cap on the dB / dC partials: blocks then sum several row tiles each.
-    ("several_row_tiles_per_block", ["-DS6KIT_CUDA_MAX_PARTIAL_BYTES=4096"], ["--quick", "--seed=3"]),
-])
-def test_cuda_kernels_under_emulation_match_the_cpu_kernel(tmp_path, mode, extra, args):
-    exe = _build(tmp_path, extra)
-    res = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=900)
+@pytest.fixture(scope="module")
+def executables(tmp_path_factory):
+    """One check_scan_emulated binary per mode; the sources they share are compiled once."""
+    out = tmp_path_factory.mktemp("cuda_emulation")
+    flags = ["-std=c++17", "-O2", "-DS6KIT_WITH_CUDA", f"-I{ROOT / 'tests/cuda_emulation/include'}",
+             f"-I{ROOT / 'cuda'}", f"-I{ROOT / 'cpp/include'}", f"-I{ROOT / 'cpp/src/cpu'}"]
+    jobs = [(out / (Path(src).name + ".o"), [CXX, *flags, "-x", "c++", "-c", str(ROOT / src)])
+            for src in COMMON]
+    jobs += [(out / f"launcher_{mode}.o", [CXX, *flags, *extra, "-x", "c++", "-c", str(ROOT / LAUNCHER)])
+             for mode, extra in MODES.items()]
+    _compile([(obj, [*cmd, "-o", str(obj)]) for obj, cmd in jobs])
+    exes = {}
+    for mode in MODES:
+        exe = out / f"check_scan_emulated_{mode}"
+        objs = [str(out / (Path(src).name + ".o")) for src in COMMON] + [str(out / f"launcher_{mode}.o")]
+        subprocess.run([CXX, *objs, "-o", str(exe), "-lpthread"], check=True)
+        exes[mode] = exe
+    return exes
+
+
+@pytest.mark.parametrize("mode,args", [("eight_states_from_64_rows", ["--seed=1"]),
+                                       ("several_row_tiles_per_block", ["--quick", "--seed=3"])])
+def test_cuda_kernels_under_emulation_match_the_cpu_kernel(executables, mode, args):
+    res = subprocess.run([str(executables[mode]), *args], capture_output=True, text=True, timeout=900)
     tail = "\n".join(res.stdout.splitlines()[-25:]) + res.stderr[-3000:]
     assert res.returncode == 0, tail
     assert res.stdout.rstrip().endswith(" 0 failures"), tail
