@@ -33,7 +33,7 @@ def make_inputs(shape, dtype, device, scalar_A=False, seed=0):
     )
 
 
-def time_scan(fn, inputs, device, reps, backward=True):
+def time_scan(fn, inputs, device, reps, backward=True, warmup=3):
     """(forward ms, backward ms) of fn on inputs; backward is timed as (fwd + bwd) - fwd."""
     def fwd():
         with torch.no_grad():
@@ -47,10 +47,10 @@ def time_scan(fn, inputs, device, reps, backward=True):
         o = fn(**leaves, delta_softplus=True)
         torch.autograd.grad(o, list(leaves.values()), grad)
 
-    f = median_ms(fwd, device, reps=reps)
+    f = median_ms(fwd, device, warmup=warmup, reps=reps)
     if not backward:
         return f, None
-    fb = median_ms(fwd_bwd, device, reps=reps)
+    fb = median_ms(fwd_bwd, device, warmup=warmup, reps=reps)
     return f, fb - f
 
 
@@ -103,8 +103,8 @@ def run(args) -> list[dict]:
                 if mamba_ssm is not None and not scalar_A:
                     mf, mb = time_scan(mamba_ssm, inputs, device, args.reps)
                     row["mamba_ssm_fwd_ms"], row["mamba_ssm_bwd_ms"] = mf, mb
-                if args.reference:
-                    rf, rb = time_scan(selective_scan_ref, inputs, device, reps=1)
+                if args.reference if args.reference is not None else device.type == "cpu":
+                    rf, rb = time_scan(selective_scan_ref, inputs, device, reps=1, warmup=0)
                     row["reference_fwd_ms"], row["reference_bwd_ms"] = rf, rb
                     row["speedup_vs_reference_fwd_bwd"] = (rf + rb) / (fwd + bwd)
                 if device.type == "cpu" and tuple(shape) == anchors.CPU_SCAN_SHAPE and dtype_name == "float32":
@@ -147,7 +147,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--scalar-A", dest="scalar_A", action="store_true", help="also time scalar A")
-    p.add_argument("--reference", action="store_true",
-                   help="also time the plain-PyTorch reference (slow: 30+ s on the CPU shape)")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time the plain-PyTorch reference, once (default: on the CPU only;"
+                        " it takes 30+ s at the CPU shape)")
     p.add_argument("--json", help="write the rows to this JSON file")
     p.set_defaults(func=run)
