@@ -9,8 +9,9 @@
 // (batch, 1, N, L); A real (dim, N) unless --scalar_A. Times are medians of --reps runs (CUDA
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
 // --once runs each direction once without timing (for profilers such as ncu). --variants also
-// times the forward with 4 and with 8 states per thread (the kernels' internal launch API), to
-// check the default choice of cuda/scan_layout.h on the machine at hand.
+// times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles (the
+// kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h on the machine
+// at hand.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -151,13 +152,17 @@ struct Result {
   std::string dtype, A;
   int64_t b, d, L, N;
   double fwd_ms, bwd_ms;
-  int default_kS = 0;
-  std::vector<std::pair<int, double>> fwd_variants;  // (states per thread, ms)
+  int default_kS = 0, default_T = 0;
+  struct Variant {
+    int kS, T;
+    double ms;
+  };
+  std::vector<Variant> fwd_variants;
 };
 
-// The forward of `p` with a forced number of states per thread.
-void fwd_with_states(const ScanParams& p, int kS, cudaStream_t s) {
-  const cuda_scan::FwdArgs a = cuda_scan::make_fwd_args(p, static_cast<float*>(p.checkpoints), true, kS);
+// The forward of `p` with a forced number of states per thread and tile length.
+void fwd_with_layout(const ScanParams& p, int kS, int T, cudaStream_t s) {
+  const cuda_scan::FwdArgs a = cuda_scan::make_fwd_args(p, static_cast<float*>(p.checkpoints), true, kS, T);
   if (p.input_type == DType::bf16)
     cuda_scan::launch_fwd<__nv_bfloat16>(a, s);
   else
@@ -272,11 +277,16 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
   }
   r.fwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_fwd(fps[i % nsets], s, 1); });
   r.bwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_bwd(bps[i % nsets], s, 1); });
-  r.default_kS = cuda_scan::choose_layout(fps[0], false).kS;
+  const cuda_scan::FwdLayout def = cuda_scan::choose_fwd_layout(fps[0]);
+  r.default_kS = def.kS;
+  r.default_T = def.T;
   if (variants)
-    for (int kS : {4, 8})
-      r.fwd_variants.emplace_back(
-          kS, median_event_ms(s, 3, reps, [&](int i) { fwd_with_states(fps[i % nsets], kS, s); }));
+    for (int kS : {2, 4, 8})
+      for (int T : {16, 32, 64}) {
+        if (cuda_scan::fwd_states_per_thread(fps[0], kS) != kS) continue;
+        const double ms = median_event_ms(s, 3, reps, [&](int i) { fwd_with_layout(fps[i % nsets], kS, T, s); });
+        r.fwd_variants.push_back({kS, T, ms});
+      }
   return r;
 }
 
@@ -363,14 +373,15 @@ int main(int argc, char** argv) {
       json += rec;
       first = false;
     }
-    for (const auto& [kS, ms] : r.fwd_variants) {
-      std::printf("      forward with %d states per thread: %.4f ms%s\n", kS, ms,
-                  kS == r.default_kS ? " (the default)" : "");
+    for (const auto& v : r.fwd_variants) {
+      const bool is_default = v.kS == r.default_kS && v.T == r.default_T;
+      std::printf("      forward with %d states per thread, %2d-step tiles: %.4f ms%s\n", v.kS, v.T, v.ms,
+                  is_default ? " (the default)" : "");
       char rec[256];
       std::snprintf(rec, sizeof rec,
                     ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
-                    "\"states_per_thread\": %d, \"default\": %s, \"ms\": %.5f}",
-                    r.dtype.c_str(), r.A.c_str(), shape, kS, kS == r.default_kS ? "true" : "false", ms);
+                    "\"states_per_thread\": %d, \"tile\": %d, \"default\": %s, \"ms\": %.5f}",
+                    r.dtype.c_str(), r.A.c_str(), shape, v.kS, v.T, is_default ? "true" : "false", v.ms);
       json += rec;
     }
     std::fflush(stdout);

@@ -87,6 +87,14 @@ bool rows_aligned(const void* ptr, int64_t batch_stride, int64_t dim_stride, con
          (p.dim == 1 || dim_stride % v == 0);
 }
 
+// Whether every state row of a variable B or C (batch, G, N, L) starts on a 16-byte boundary.
+bool bc_rows_aligned(const void* ptr, int64_t batch_stride, int64_t group_stride, int64_t state_stride,
+                     const ScanParams& p) {
+  const int64_t v = 16 / dtype_size(p.input_type);
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && (p.batch == 1 || batch_stride % v == 0) &&
+         (p.n_groups == 1 || group_stride % v == 0) && (p.dstate == 1 || state_stride % v == 0);
+}
+
 // Outputs are contiguous (batch, dim, L): rows are aligned when L is a multiple of 16 bytes.
 bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& p) {
   for (const void* ptr : ptrs)
@@ -98,16 +106,18 @@ bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& 
 
 namespace cuda_scan {
 
-FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS) {
+FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS, int T) {
   FwdArgs a;
   a.p = p;
-  a.lay = choose_layout(p, false, kS);
-  a.ntiles = row_tiles(p, a.lay);
+  a.lay = choose_fwd_layout(p, kS, T);
+  a.ntiles = ceil_div(p.dim_per_group, a.lay.rows);
   a.ckpt = ckpt;
   a.write_out = write_out;
   a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
              rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
              rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p);
+  a.vec_bc = (!p.variable_B || bc_rows_aligned(p.B, p.B_batch_stride, p.B_group_stride, p.B_state_stride, p)) &&
+             (!p.variable_C || bc_rows_aligned(p.C, p.C_batch_stride, p.C_group_stride, p.C_state_stride, p));
   a.vec_out = outputs_aligned({p.out}, p);
   return a;
 }

@@ -108,59 +108,99 @@ __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, boo
   }
 }
 
-// The kS states of thread `slice` from a shared-memory row laid out by state_pos.
+// The kS states of thread `slice` from a shared-memory row laid out by state_pos: one 8- or
+// 16-byte read for kS = 2, 4, two 16-byte reads for kS = 8.
 template <int kS>
 __device__ __forceinline__ void load_row_states(const float* row, int slice, int R, float (&v)[kS]) {
-#pragma unroll
-  for (int h = 0; h < kS / 4; ++h) {
-    const float4 q = *reinterpret_cast<const float4*>(row + (h * R + slice) * 4);
-    v[4 * h] = q.x;
-    v[4 * h + 1] = q.y;
-    v[4 * h + 2] = q.z;
-    v[4 * h + 3] = q.w;
-  }
-}
-
-template <int kS>
-__device__ __forceinline__ void store_row_states(float* row, int slice, int R, const float (&v)[kS]) {
-#pragma unroll
-  for (int h = 0; h < kS / 4; ++h)
-    *reinterpret_cast<float4*>(row + (h * R + slice) * 4) =
-        make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
-}
-
-// States n = slice * kS + i (< N) of one (b, d) row of a contiguous (..., N) float array.
-template <int kS>
-__device__ __forceinline__ void load_global_states(const float* row, int slice, int N, float (&v)[kS]) {
-  const int n0 = slice * kS;
-  if ((N & 3) == 0 && n0 + kS <= N && (reinterpret_cast<uintptr_t>(row) & 15) == 0) {
+  static_assert(kS == 2 || kS == 4 || kS == 8, "2, 4 or 8 states per thread");
+  if constexpr (kS == 2) {
+    const float2 q = *reinterpret_cast<const float2*>(row + 2 * slice);
+    v[0] = q.x;
+    v[1] = q.y;
+  } else {
 #pragma unroll
     for (int h = 0; h < kS / 4; ++h) {
-      const float4 q = *reinterpret_cast<const float4*>(row + n0 + 4 * h);
+      const float4 q = *reinterpret_cast<const float4*>(row + (h * R + slice) * 4);
       v[4 * h] = q.x;
       v[4 * h + 1] = q.y;
       v[4 * h + 2] = q.z;
       v[4 * h + 3] = q.w;
     }
+  }
+}
+
+template <int kS>
+__device__ __forceinline__ void store_row_states(float* row, int slice, int R, const float (&v)[kS]) {
+  static_assert(kS == 2 || kS == 4 || kS == 8, "2, 4 or 8 states per thread");
+  if constexpr (kS == 2) {
+    *reinterpret_cast<float2*>(row + 2 * slice) = make_float2(v[0], v[1]);
   } else {
 #pragma unroll
-    for (int i = 0; i < kS; ++i) v[i] = n0 + i < N ? row[n0 + i] : 0.f;
+    for (int h = 0; h < kS / 4; ++h)
+      *reinterpret_cast<float4*>(row + (h * R + slice) * 4) =
+          make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
   }
+}
+
+// States n = slice * kS + i (< N) of one (b, d) row of a contiguous (..., N) float array; zero
+// for n >= N. (Once per block or checkpoint: element accesses.)
+template <int kS>
+__device__ __forceinline__ void load_global_states(const float* row, int slice, int N, float (&v)[kS]) {
+  const int n0 = slice * kS;
+#pragma unroll
+  for (int i = 0; i < kS; ++i) v[i] = n0 + i < N ? row[n0 + i] : 0.f;
 }
 
 template <int kS>
 __device__ __forceinline__ void store_global_states(float* row, int slice, int N, const float (&v)[kS]) {
   const int n0 = slice * kS;
-  if ((N & 3) == 0 && n0 + kS <= N && (reinterpret_cast<uintptr_t>(row) & 15) == 0) {
 #pragma unroll
-    for (int h = 0; h < kS / 4; ++h)
-      *reinterpret_cast<float4*>(row + n0 + 4 * h) =
-          make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
-  } else {
+  for (int i = 0; i < kS; ++i)
+    if (n0 + i < N) row[n0 + i] = v[i];
+}
+
+// Asynchronous 16-byte copy global -> shared (cp.async, cached in L2 only) of the first
+// `src_bytes` (0..16) bytes of src; the rest of the 16 destination bytes are zero-filled. Both
+// addresses 16-byte aligned. Completion: cp_async_commit, then cp_async_wait_all in the issuing
+// thread, then a barrier for the other threads. (The host build of tests/cuda_emulation copies
+// at once.)
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src, int src_bytes) {
+#ifdef __CUDA_ARCH__
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes)
+               : "memory");
+#else
+  memcpy(smem_dst, gmem_src, static_cast<size_t>(src_bytes));
+  memset(static_cast<char*>(smem_dst) + src_bytes, 0, static_cast<size_t>(16 - src_bytes));
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// Storage element -> float from raw bytes of shared memory.
+template <typename in_t>
+__device__ __forceinline__ float raw_to_float(const unsigned char* p) {
+  return to_float(*reinterpret_cast<const in_t*>(p));
+}
+
+// V = 16 / sizeof(in_t) elements of one 16-byte word of raw shared memory, as floats.
+template <typename in_t>
+__device__ __forceinline__ void raw16_to_float(const unsigned char* p, float (&v)[kVec<in_t>]) {
+  const uint4 q = *reinterpret_cast<const uint4*>(p);
+  in_t e[kVec<in_t>];
+  memcpy(e, &q, sizeof(q));
 #pragma unroll
-    for (int i = 0; i < kS; ++i)
-      if (n0 + i < N) row[n0 + i] = v[i];
-  }
+  for (int k = 0; k < kVec<in_t>; ++k) v[k] = to_float(e[k]);
 }
 
 // Sums each of v[0..K) over the R lanes of a row (adjacent lanes, R a power of two <= 32).
@@ -201,9 +241,10 @@ __device__ __forceinline__ void load_bc_tile(float* sX, const in_t* src, int64_t
 }
 
 // Stages time-invariant B or C (dim, N) rows d0 .. d0 + rows_valid as sX[r * sb + state_pos(n)].
+template <typename Lay>
 __device__ __forceinline__ void load_bc_rows(float* sX, const float* W, int64_t dim_stride,
                                              int64_t state_stride, int64_t d0, int rows_valid,
-                                             int N, const Layout& lay, int tid) {
+                                             int N, const Lay& lay, int tid) {
   for (int e = tid; e < lay.rows * lay.npad; e += lay.nt) {
     const int r = e / lay.npad, n = e % lay.npad;
     sX[r * lay.sb + state_pos(n, lay.kS, lay.R)] =

@@ -44,10 +44,12 @@ inline int states_per_thread(const ScanParams& p, bool bwd) {
 __host__ __device__ constexpr int bwd_substeps(int kS) { return kS == 4 ? 8 : 4; }
 __host__ __device__ constexpr int bwd_max_tile(int kS) { return kS == 4 ? 64 : 16; }
 
-// Position of state n in a shared-memory row of B, C or the dB / dC exchange: thread `slice`
-// reads its kS states as kS / 4 float4s at ((h * R + slice) * 4), h < kS / 4, so that the lanes
-// of a warp read consecutive 16-byte words. For kS = 4 this is the identity.
+// Position of state n in a shared-memory row of B, C or the dB / dC exchange. With kS <= 4 a
+// thread's states are contiguous (n itself: one 8- or 16-byte read); with kS = 8 thread `slice`
+// reads its states as two float4s at ((h * R + slice) * 4), h < 2, so that the lanes of a warp
+// read consecutive 16-byte words.
 __host__ __device__ inline int state_pos(int n, int kS, int R) {
+  if (kS <= 4) return n;
   const int slice = n / kS, i = n % kS;
   return ((i >> 2) * R + slice) * 4 + (i & 3);
 }
