@@ -1,54 +1,63 @@
-// CUDA selective scan, forward kernel (see scan_layout.h for the work split).
-//
-// Per time tile, a block
-//   1. writes the outputs of the previous tile and stages the inputs of this one (each thread
-//      owns the same (row, step) slots in both, so the two share one phase): dt = softplus(delta
-//      + bias) (or delta + bias), u, silu(z), and B / C;
-//   2. saves h at the tile start into the checkpoints (every 64 steps) when asked;
-//   3. runs the recurrence h = exp(dt A) h + dt u B on its kS states per thread, serially over
-//      the tile, with y_l = C_l . h_l summed over the R lanes of the row by xor-shuffles;
-//   4. (next tile) writes out = (y + D u) * silu(z) coalesced in the input dtype.
+// CUDA selective scan, forward kernel (see scan_fwd_layout.h for the work split and the shared
+// memory). Per time tile t a block
+//   1. waits for the tile's raw inputs (copied asynchronously while it worked on tile t - 1) and
+//      starts the copies of tile t + 1 into the other raw buffer;
+//   2. converts the tile: dt = softplus(delta + bias) (or delta + bias) and dt u per (row, step),
+//      exp(dt A) instead of dt for scalar A, and B / C as floats in state order;
+//   3. saves h at the tile start into the checkpoints (every 64 steps) when asked;
+//   4. runs the recurrence h = exp(dt A) h + dt u B on its kS states per thread, serially over
+//      the tile, and stores each lane's partial y = C . h of every four steps;
+//   5. writes out = (y + D u) * silu(z), y summed over the R lanes of the row in a fixed order.
 // Steps past L run with dt = u = 0 and B = 0: exp(0) = 1, so they leave h unchanged.
 #pragma once
 
 #include "scan_device.cuh"
+#include "scan_fwd_layout.h"
 
 namespace s6kit::cuda_scan {
 
 struct FwdArgs {
   ScanParams p;
-  Layout lay;
+  FwdLayout lay;
   int64_t ntiles = 0;      // row tiles per (batch, group)
   float* ckpt = nullptr;   // (batch, dim, ceil(L / 64), N) or null
   bool write_out = true;   // false: only the checkpoints (the backward's recompute mode)
-  bool vec_in = false;     // u, delta, z rows are 16-byte aligned: vector loads
+  bool vec_in = false;     // u, delta, z rows are 16-byte aligned: asynchronous 16-byte copies
+  bool vec_bc = false;     // variable B / C state rows are 16-byte aligned: likewise
   bool vec_out = false;    // out rows are 16-byte aligned: vector stores
 };
 
+// Blocks per multiprocessor the register allocation must allow (128 threads each): 64 registers
+// per thread for kS = 2, 80 for kS = 4, 128 for kS = 8.
+__host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : kS == 4 ? 6 : 4; }
+
 template <typename in_t, bool kScalarA, int kS>
-__global__ void __launch_bounds__(kMaxThreads, 4) scan_fwd_kernel(const __grid_constant__ FwdArgs args) {
+__global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_kernel(const __grid_constant__ FwdArgs args) {
   extern __shared__ float4 smem_f4[];
-  float* const sm = reinterpret_cast<float*>(smem_f4);
+  unsigned char* const sm = reinterpret_cast<unsigned char*>(smem_f4);
   const ScanParams& p = args.p;
-  const Layout& lay = args.lay;
+  const FwdLayout& lay = args.lay;
+  constexpr int V = kVec<in_t>;  // elements per 16-byte chunk
+  constexpr int es = static_cast<int>(sizeof(in_t));
 
   const int tid = threadIdx.x;
-  const int R = lay.R, T = lay.T, rp = lay.rp, sb = lay.sb, nt = lay.nt;
+  const int R = lay.R, T = lay.T, rows = lay.rows, nt = lay.nt, sb = lay.sb, Rp = lay.Rp;
+  const int cpr = lay.cpr, log2cpr = lay.log2cpr, log2rows = lay.log2rows;
   const int row = tid >> lay.log2R, slice = tid & (R - 1);
   const int64_t L = p.seqlen, dim = p.dim;
   const int N = static_cast<int>(p.dstate);
   const bool write_out = args.write_out;
-  const bool has_z = p.has_z && write_out;
+  const bool load_z = p.has_z && write_out;
+  const bool varB = p.variable_B, varC = p.variable_C;
   const int64_t n_ckpt = (L + kScanCheckpointInterval - 1) / kScanCheckpointInterval;
 
-  float* const sDt = sm + lay.off_dt;
-  float* const sU = sm + lay.off_u;
-  float* const sGate = sm + (p.has_z ? lay.off_gate : 0);
-  float* const sY = sm + lay.off_y;
-  float* const sB = sm + lay.off_B;
-  float* const sC = sm + lay.off_C;
-  float* const sRowD = sm + lay.off_rowD;
-  float* const sRowBias = sm + lay.off_rowBias;
+  float2* const sDtu = reinterpret_cast<float2*>(sm + lay.off_dtu);
+  float* const sB = reinterpret_cast<float*>(sm + lay.off_B);
+  float* const sC = reinterpret_cast<float*>(sm + lay.off_C);
+  float4* const sYp = reinterpret_cast<float4*>(sm + lay.off_yp);
+  float* const sRowD = reinterpret_cast<float*>(sm + lay.off_rowD);
+  float* const sRowBias = reinterpret_cast<float*>(sm + lay.off_rowBias);
+  float* const sRowA = reinterpret_cast<float*>(sm + lay.off_rowA);
 
   const in_t* const U = static_cast<const in_t*>(p.u);
   const in_t* const Delta = static_cast<const in_t*>(p.delta);
@@ -56,168 +65,242 @@ __global__ void __launch_bounds__(kMaxThreads, 4) scan_fwd_kernel(const __grid_c
   const float* const Aw = static_cast<const float*>(p.A);
   in_t* const Out = static_cast<in_t*>(p.out);
 
-  // Staging and output work on spans of V consecutive steps of one row (16-byte accesses); a
-  // thread owns the same spans in both, so writing tile t - 1 and staging tile t share a phase.
-  constexpr int V = kVec<in_t>;
-  const int spans = T / V, log2spans = lay.log2T - (V == 8 ? 3 : 2);
+  const int n_row_arrays = load_z ? 3 : 2;
+  const int nB = varB ? N : 0, nC = varC ? N : 0;
+  const int nq = (lay.npad + 3) >> 2;  // float4 groups of states in a B / C row
+  const int64_t ntl = (L + T - 1) / T;
 
   const int64_t nblocks = p.batch * p.n_groups * args.ntiles;
   for (int64_t blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
     const int64_t rt = blk % args.ntiles, bg = blk / args.ntiles;
     const int64_t b = bg / p.n_groups, g = bg % p.n_groups;
-    const int64_t d0 = g * p.dim_per_group + rt * lay.rows;
-    const int rows_valid = static_cast<int>(min64(lay.rows, p.dim_per_group - rt * lay.rows));
+    const int64_t d0 = g * p.dim_per_group + rt * rows;
+    const int rows_valid = static_cast<int>(min64(rows, p.dim_per_group - rt * rows));
     const bool valid = row < rows_valid;
     const int64_t d = d0 + row;
+    const in_t* const Bg = varB ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride + g * p.B_group_stride : nullptr;
+    const in_t* const Cg = varC ? static_cast<const in_t*>(p.C) + b * p.C_batch_stride + g * p.C_group_stride : nullptr;
+
+    // Starts the copies of the raw inputs of steps [l0, l0 + T) into raw buffer `buf`: 16-byte
+    // chunks, consecutive threads along a row (coalesced). Rows past the group are skipped.
+    auto stage = [&](int64_t l0, int buf) {
+      unsigned char* const raw = sm + lay.off_raw[buf];
+      const int row_items = n_row_arrays * rows;
+      const int total = (row_items + nB + nC) << log2cpr;
+      for (int e = tid; e < total; e += nt) {
+        const int c = e & (cpr - 1), idx = e >> log2cpr;
+        const in_t* src;
+        unsigned char* dst;
+        bool vec;
+        if (idx < row_items) {
+          const int arr = idx >> log2rows, r = idx & (rows - 1);
+          if (r >= rows_valid) continue;
+          const int64_t dd = d0 + r;
+          if (arr == 0) {
+            src = U + b * p.u_batch_stride + dd * p.u_dim_stride;
+            dst = raw + lay.raw_u;
+          } else if (arr == 1) {
+            src = Delta + b * p.delta_batch_stride + dd * p.delta_dim_stride;
+            dst = raw + lay.raw_delta;
+          } else {
+            src = Z + b * p.z_batch_stride + dd * p.z_dim_stride;
+            dst = raw + lay.raw_z;
+          }
+          dst += r * lay.rowp + c * 16;
+          vec = args.vec_in;
+        } else {
+          const int k = idx - row_items;
+          if (k < nB) {
+            src = Bg + k * p.B_state_stride;
+            dst = raw + lay.raw_B + k * lay.bcp + c * 16;
+          } else {
+            src = Cg + (k - nB) * p.C_state_stride;
+            dst = raw + lay.raw_C + (k - nB) * lay.bcp + c * 16;
+          }
+          vec = args.vec_bc;
+        }
+        const int64_t gl = l0 + c * V;
+        const int nvalid = static_cast<int>(min64(V, L - gl > 0 ? L - gl : 0));
+        if (vec) {
+          cp_async16(dst, src + (nvalid > 0 ? gl : 0), nvalid * es);
+        } else {
+          in_t el[V];
+#pragma unroll
+          for (int k = 0; k < V; ++k) el[k] = k < nvalid ? src[gl + k] : from_float<in_t>(0.f);
+          uint4 q;
+          memcpy(&q, el, sizeof(q));
+          *reinterpret_cast<uint4*>(dst) = q;
+        }
+      }
+      cp_async_commit();
+    };
+
+    // Converts raw buffer `buf` (steps [l0, l0 + T)) into sDtu and the variable B / C rows.
+    auto convert = [&](int64_t l0, int buf) {
+      const unsigned char* const raw = sm + lay.off_raw[buf];
+      for (int e = tid; e < rows * cpr; e += nt) {
+        const int r = e & (rows - 1), c = e >> log2rows;
+        float first[V], dtu[V];
+        if (r < rows_valid) {
+          float uu[V], x[V];
+          raw16_to_float<in_t>(raw + lay.raw_u + r * lay.rowp + c * 16, uu);
+          raw16_to_float<in_t>(raw + lay.raw_delta + r * lay.rowp + c * 16, x);
+          const float bias = sRowBias[r];
+#pragma unroll
+          for (int k = 0; k < V; ++k) {
+            float dt = 0.f;
+            if (l0 + c * V + k < L) {
+              const float xb = x[k] + bias;
+              dt = p.delta_softplus ? softplus(xb) : xb;
+            }
+            dtu[k] = dt * uu[k];
+            first[k] = kScalarA ? fast_exp2(dt * sRowA[r]) : dt;
+          }
+        } else {
+#pragma unroll
+          for (int k = 0; k < V; ++k) {
+            first[k] = kScalarA ? 1.f : 0.f;
+            dtu[k] = 0.f;
+          }
+        }
+#pragma unroll
+        for (int k = 0; k < V; ++k) sDtu[(c * V + k) * rows + r] = make_float2(first[k], dtu[k]);
+      }
+      const int nvar = (varB ? 1 : 0) + (varC ? 1 : 0);
+      for (int e = tid; e < nvar * nq * T; e += nt) {
+        const int l = e & (T - 1), rest = e >> lay.log2T;
+        const int q = rest % nq;
+        const bool isB = varB && rest < nq;
+        const unsigned char* const src = raw + (isB ? lay.raw_B : lay.raw_C) + l * es;
+        float* const dst = (isB ? sB : sC) + l * sb + state_pos(4 * q, kS, R);
+        const bool in_l = l0 + l < L;
+        float v[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int n = 4 * q + k;
+          v[k] = n < N && in_l ? raw_to_float<in_t>(src + n * lay.bcp) : 0.f;
+        }
+        *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+      }
+    };
+
+    // Writes out = (y + D u) * silu(z) of steps [l0, l0 + T) from sYp and raw buffer `buf`.
+    auto output = [&](int64_t l0, int buf) {
+      const unsigned char* const raw = sm + lay.off_raw[buf];
+      for (int e = tid; e < rows * cpr; e += nt) {
+        const int r = e & (rows - 1), c = e >> log2rows;
+        const int64_t gl = l0 + c * V;
+        if (r >= rows_valid || gl >= L) continue;
+        float v[V];
+#pragma unroll
+        for (int gg = 0; gg < V / 4; ++gg) {
+          const float4* src = sYp + ((c * (V / 4) + gg) * rows + r) * Rp;
+          float4 acc = src[0];
+          for (int s = 1; s < R; ++s) {
+            const float4 q = src[s];
+            acc.x += q.x;
+            acc.y += q.y;
+            acc.z += q.z;
+            acc.w += q.w;
+          }
+          v[4 * gg] = acc.x;
+          v[4 * gg + 1] = acc.y;
+          v[4 * gg + 2] = acc.z;
+          v[4 * gg + 3] = acc.w;
+        }
+        float uu[V];
+        raw16_to_float<in_t>(raw + lay.raw_u + r * lay.rowp + c * 16, uu);
+        const float Dr = sRowD[r];
+#pragma unroll
+        for (int k = 0; k < V; ++k) v[k] = fmaf(Dr, uu[k], v[k]);
+        if (load_z) {
+          float z[V];
+          raw16_to_float<in_t>(raw + lay.raw_z + r * lay.rowp + c * 16, z);
+#pragma unroll
+          for (int k = 0; k < V; ++k) v[k] *= z[k] * sigmoid(z[k]);
+        }
+        store_span<in_t, V>(Out + (b * dim + d0 + r) * L, gl, L, args.vec_out, v);
+      }
+    };
 
     __syncthreads();  // the previous block iteration is done with shared memory
-    for (int r = tid; r < lay.rows; r += nt) {
+    stage(0, 0);
+    for (int r = tid; r < rows; r += nt) {
       const bool ok = r < rows_valid;
       sRowD[r] = ok && p.has_D ? static_cast<const float*>(p.D)[(d0 + r) * p.D_stride] : 0.f;
       sRowBias[r] = ok && p.has_delta_bias
                         ? static_cast<const float*>(p.delta_bias)[(d0 + r) * p.delta_bias_stride]
                         : 0.f;
+      sRowA[r] = ok && kScalarA ? Aw[(d0 + r) * p.A_dim_stride] * kLog2e : 0.f;
     }
-    if (!p.variable_B)
+    if (!varB)
       load_bc_rows(sB, static_cast<const float*>(p.B), p.B_group_stride, p.B_state_stride, d0,
                    rows_valid, N, lay, tid);
-    if (!p.variable_C)
+    if (!varC)
       load_bc_rows(sC, static_cast<const float*>(p.C), p.C_group_stride, p.C_state_stride, d0,
                    rows_valid, N, lay, tid);
-    const in_t* const Bg = p.variable_B ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride +
-                                              g * p.B_group_stride
-                                        : nullptr;
-    const in_t* const Cg = p.variable_C ? static_cast<const in_t*>(p.C) + b * p.C_batch_stride +
-                                              g * p.C_group_stride
-                                        : nullptr;
-    // Where step j of this thread's row reads B and C.
-    const float* const bBase = p.variable_B ? sB : sB + row * sb;
-    const float* const cBase = p.variable_C ? sC : sC + row * sb;
-    const int bStep = p.variable_B ? sb : 0, cStep = p.variable_C ? sb : 0;
+    const float* const bBase = varB ? sB : sB + row * sb;
+    const float* const cBase = varC ? sC : sC + row * sb;
+    const int bStep = varB ? sb : 0, cStep = varC ? sb : 0;
 
-    // Thread state: h and A * log2(e) of states n = slice * kS + i; zero for n >= N and for
-    // rows past the group (their dt is zero too, so h stays zero).
+    // Thread state: h and A * log2(e) of states n = slice * kS + i; zero for n >= N and for rows
+    // past the group (their dt is zero too, so h stays zero).
     float h[kS], A2[kS];
-    float A2s = 0.f;
     if (valid && p.has_initial_state) {
-      load_global_states<kS>(static_cast<const float*>(p.initial_state) + (b * dim + d) * N, slice,
-                             N, h);
+      load_global_states<kS>(static_cast<const float*>(p.initial_state) + (b * dim + d) * N, slice, N, h);
     } else {
 #pragma unroll
       for (int i = 0; i < kS; ++i) h[i] = 0.f;
     }
-    if constexpr (kScalarA) {
-      A2s = valid ? Aw[d * p.A_dim_stride] * kLog2e : 0.f;
-    } else {
 #pragma unroll
-      for (int i = 0; i < kS; ++i) {
-        const int n = slice * kS + i;
-        A2[i] = valid && n < N ? Aw[d * p.A_dim_stride + n * p.A_state_stride] * kLog2e : 0.f;
-      }
+    for (int i = 0; i < kS; ++i) {
+      const int n = slice * kS + i;
+      A2[i] = !kScalarA && valid && n < N ? Aw[d * p.A_dim_stride + n * p.A_state_stride] * kLog2e : 0.f;
     }
-    __syncthreads();  // sRowD, sRowBias, invariant B / C rows
 
-    const int64_t ntl = (L + T - 1) / T;
-    for (int64_t t = 0; t <= ntl; ++t) {
+    for (int64_t t = 0; t < ntl; ++t) {
       const int64_t l0 = t * T;
-      // Outputs of tile t - 1 (its y is complete: the block synchronised after its steps).
-      if (t > 0 && write_out) {
-        const int64_t lp = l0 - T;
-        for (int e = tid; e < lay.rows * spans; e += nt) {
-          const int r = e >> log2spans, l = (e & (spans - 1)) * V;
-          const int64_t gl = lp + l;
-          if (r < rows_valid && gl < L) {
-            float v[V];
-#pragma unroll
-            for (int k = 0; k < V; ++k) {
-              const int kk = (l + k) * rp + r;
-              v[k] = fmaf(sRowD[r], sU[kk], sY[kk]);
-              if (has_z) v[k] *= sGate[kk];
-            }
-            store_span<in_t, V>(Out + (b * dim + d0 + r) * L, gl, L, args.vec_out, v);
-          }
-        }
-      }
-      if (t == ntl) break;
-
-      // Stage tile t; steps past L get dt = u = 0 (no change to h).
-      for (int e = tid; e < lay.rows * spans; e += nt) {
-        const int r = e >> log2spans, l = (e & (spans - 1)) * V;
-        const int64_t gl = l0 + l;
-        float dt[V], u[V], gate[V];
-#pragma unroll
-        for (int k = 0; k < V; ++k) dt[k] = u[k] = gate[k] = 0.f;
-        if (r < rows_valid) {
-          const int64_t dd = d0 + r;
-          float x[V], z[V];
-          load_span<in_t, V>(U + b * p.u_batch_stride + dd * p.u_dim_stride, gl, L, args.vec_in, u);
-          load_span<in_t, V>(Delta + b * p.delta_batch_stride + dd * p.delta_dim_stride, gl, L,
-                          args.vec_in, x);
-          if (has_z)
-            load_span<in_t, V>(Z + b * p.z_batch_stride + dd * p.z_dim_stride, gl, L, args.vec_in, z);
-#pragma unroll
-          for (int k = 0; k < V; ++k) {
-            if (gl + k < L) {
-              const float xb = x[k] + sRowBias[r];
-              dt[k] = p.delta_softplus ? softplus(xb) : xb;
-              if (has_z) gate[k] = z[k] * sigmoid(z[k]);
-            }
-          }
-        }
-#pragma unroll
-        for (int k = 0; k < V; ++k) {
-          const int kk = (l + k) * rp + r;
-          sDt[kk] = dt[k];
-          sU[kk] = u[k];
-          if (has_z) sGate[kk] = gate[k];
-        }
-      }
-      if (p.variable_B) load_bc_tile(sB, Bg, p.B_state_stride, l0, L, N, lay, tid);
-      if (p.variable_C) load_bc_tile(sC, Cg, p.C_state_stride, l0, L, N, lay, tid);
+      const int buf = static_cast<int>(t & 1);
+      cp_async_wait_all();
+      // The tile's raw inputs are in place; every thread is done with tile t - 1 (its outputs
+      // read raw buffer buf ^ 1, now free for tile t + 1).
+      __syncthreads();
+      if (t + 1 < ntl) stage(l0 + T, buf ^ 1);
+      convert(l0, buf);
       __syncthreads();
 
       if (args.ckpt != nullptr && valid && l0 % kScanCheckpointInterval == 0)
-        store_global_states<kS>(
-            args.ckpt + ((b * dim + d) * n_ckpt + l0 / kScanCheckpointInterval) * N, slice, N, h);
+        store_global_states<kS>(args.ckpt + ((b * dim + d) * n_ckpt + l0 / kScanCheckpointInterval) * N,
+                                slice, N, h);
 
-      // The recurrence, four steps at a time (one shuffle reduction for the four y's).
-      const int steps = static_cast<int>(min64(T, L - l0));
-      const int steps4 = (steps + 3) & ~3;
-      for (int j0 = 0; j0 < steps4; j0 += 4) {
+      // The recurrence; each lane keeps its partial y of four steps at a time.
+      const float2* const dtu_row = sDtu + row;
+      float4* const yp_out = sYp + row * Rp + slice;
+#pragma unroll 2
+      for (int j4 = 0; j4 < T / 4; ++j4) {
         float yv[4];
 #pragma unroll
         for (int jj = 0; jj < 4; ++jj) {
-          const int j = j0 + jj;
-          const float dt = sDt[j * rp + row];
-          const float dtu = dt * sU[j * rp + row];
+          const int j = 4 * j4 + jj;
+          const float2 dd = dtu_row[j * rows];
           float bv[kS], cv[kS];
           load_row_states<kS>(bBase + j * bStep, slice, R, bv);
           load_row_states<kS>(cBase + j * cStep, slice, R, cv);
           float yp = 0.f;
-          if constexpr (kScalarA) {
-            const float a = fast_exp2(dt * A2s);  // one exp per (b, d, l) and lane
 #pragma unroll
-            for (int i = 0; i < kS; ++i) {
-              h[i] = fmaf(a, h[i], dtu * bv[i]);
-              yp = fmaf(cv[i], h[i], yp);
-            }
-          } else {
-#pragma unroll
-            for (int i = 0; i < kS; ++i) {
-              const float a = fast_exp2(dt * A2[i]);
-              h[i] = fmaf(a, h[i], dtu * bv[i]);
-              yp = fmaf(cv[i], h[i], yp);
-            }
+          for (int i = 0; i < kS; ++i) {
+            const float a = kScalarA ? dd.x : fast_exp2(dd.x * A2[i]);
+            h[i] = fmaf(a, h[i], dd.y * bv[i]);
+            yp = fmaf(cv[i], h[i], yp);
           }
           yv[jj] = yp;
         }
-        row_allreduce<4>(yv, R);
-        if (slice == 0) {
-#pragma unroll
-          for (int jj = 0; jj < 4; ++jj) sY[(j0 + jj) * rp + row] = yv[jj];
-        }
+        yp_out[j4 * rows * Rp] = make_float4(yv[0], yv[1], yv[2], yv[3]);
       }
-      __syncthreads();
+      if (write_out) {
+        __syncthreads();  // every lane's partial y of the tile is in sYp
+        output(l0, buf);
+      }
     }
 
     if (write_out && valid)

@@ -121,11 +121,11 @@ def test_non_contiguous_inputs():
     kw = on_cuda(make_inputs(case, torch.float32, seed=11))
     b, d, L, N, G = 2, 6, 97, 16, 2
     strided = dict(kw)
-    # u and z with L innermost but channels strided (transposed memory), delta inside a wider
-    # buffer, B / C inside larger buffers (non-unit batch, group and state strides), A and D
-    # strided weights.
-    strided["u"] = kw["u"].transpose(1, 2).contiguous().transpose(1, 2)
-    strided["z"] = kw["z"].transpose(1, 2).contiguous().transpose(1, 2)
+    # u and z with L innermost but batch and channel swapped in memory (channel stride b * L,
+    # batch stride L), delta inside a wider buffer, B / C inside larger buffers (non-unit batch,
+    # group and state strides), A and D strided weights.
+    strided["u"] = kw["u"].transpose(0, 1).contiguous().transpose(0, 1)
+    strided["z"] = kw["z"].transpose(0, 1).contiguous().transpose(0, 1)
     wide = torch.zeros(b, 2 * d, L + 3, device="cuda")
     wide[:, ::2, 3:] = kw["delta"]
     strided["delta"] = wide[:, ::2, 3:]

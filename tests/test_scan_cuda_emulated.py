@@ -26,12 +26,12 @@ COMMON = [
 ]
 LAUNCHER = "cuda/scan_cuda.cu"  # the only source that depends on the mode's definitions
 MODES = {
-    # The forward's 8-states-per-thread layout from 64 rows on (instead of 4096), so that the
-    # small shapes of the sweep reach it (below 64 rows: the 4-states layout).
-    "eight_states_from_64_rows": ["-DS6KIT_CUDA_FEW_ROWS=64"],
-    # The production layouts (mostly 4 states per thread at these sizes), and a tiny cap on the
+    # The production layouts (4 states per thread, 8 above N = 128).
+    "default_layouts": [],
+    # 2 states per thread (more above N = 64) in both directions, and a tiny cap on the
     # backward's dB / dC partials: each block then sums several row tiles.
-    "several_row_tiles_per_block": ["-DS6KIT_CUDA_MAX_PARTIAL_BYTES=4096"],
+    "two_states_several_row_tiles_per_block": ["-DS6KIT_CUDA_FWD_STATES=2", "-DS6KIT_CUDA_BWD_STATES=2",
+                                               "-DS6KIT_CUDA_MAX_PARTIAL_BYTES=4096"],
 }
 
 CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
@@ -66,8 +66,8 @@ def executables(tmp_path_factory):
     return exes
 
 
-@pytest.mark.parametrize("mode,args", [("eight_states_from_64_rows", ["--seed=1"]),
-                                       ("several_row_tiles_per_block", ["--quick", "--seed=3"])])
+@pytest.mark.parametrize("mode,args", [("default_layouts", ["--seed=1"]),
+                                       ("two_states_several_row_tiles_per_block", ["--quick", "--seed=3"])])
 def test_cuda_kernels_under_emulation_match_the_cpu_kernel(executables, mode, args):
     res = subprocess.run([str(executables[mode]), *args], capture_output=True, text=True, timeout=900)
     tail = "\n".join(res.stdout.splitlines()[-25:]) + res.stderr[-3000:]

@@ -246,18 +246,14 @@ unsigned emu_grid(int64_t blocks) {
 
 template <typename in_t>
 void launch_fwd(const FwdArgs& args, cudaStream_t) {
-  const bool scalar = args.p.scalar_A;
-  auto kernel = args.lay.kS == 4 ? (scalar ? scan_fwd_kernel<in_t, true, 4> : scan_fwd_kernel<in_t, false, 4>)
-                                 : (scalar ? scan_fwd_kernel<in_t, true, 8> : scan_fwd_kernel<in_t, false, 8>);
+  const auto kernel = fwd_kernel<in_t>(args);
   const int64_t blocks = args.p.batch * args.p.n_groups * args.ntiles;
   emu::run_grid(dim3(emu_grid(blocks)), dim3(args.lay.nt), args.lay.smem_bytes, [&] { kernel(args); });
 }
 
 template <typename in_t>
 void launch_bwd(const BwdArgs& args, cudaStream_t) {
-  const bool scalar = args.p.scalar_A;
-  auto kernel = args.lay.kS == 4 ? (scalar ? scan_bwd_kernel<in_t, true, 4> : scan_bwd_kernel<in_t, false, 4>)
-                                 : (scalar ? scan_bwd_kernel<in_t, true, 8> : scan_bwd_kernel<in_t, false, 8>);
+  const auto kernel = bwd_kernel<in_t>(args);
   const int64_t blocks = args.p.batch * args.p.n_groups * args.slots;
   emu::run_grid(dim3(emu_grid(blocks)), dim3(args.lay.nt), args.lay.smem_bytes, [&] { kernel(args); });
 }

@@ -1,0 +1,146 @@
+// Launch geometry and shared-memory plan of the CUDA selective scan's forward kernel
+// (scan_fwd.cuh), shared by the host launcher and the kernel.
+//
+// Work split: a thread owns kS (2, 4 or 8) consecutive states of one row (b, d); the R lanes of
+// a row (R * kS >= N, R a power of two <= 32) are adjacent lanes of one warp; a block of nt
+// threads holds rows = nt / R consecutive channels of one (batch, group). The block walks L in
+// tiles of T steps (T divides the checkpoint interval 64). Shared memory:
+//   raw[2]  the inputs of a tile as stored (rows of u, delta, z; states of variable B, C), two
+//           buffers: the next tile's asynchronous copies fly while the block works on this one.
+//           Per-row arrays have a pitch of T * es + 16 bytes (an odd number of 16-byte words:
+//           reading one 16-byte word of each of 8 consecutive rows is free of bank conflicts);
+//   dtu     [T][rows] float2: (dt, dt u), or (exp(dt A), dt u) for scalar A;
+//   B, C    [T][sb] floats (variable) or [rows][sb] (time-invariant), states at state_pos;
+//   yp      [T / 4][rows][Rp] float4: each lane's partial sums C . h of four steps, added over
+//           the R lanes of the row when the outputs are written (no shuffles in the recurrence).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "scan_layout.h"
+
+namespace s6kit::cuda_scan {
+
+constexpr int kFwdMaxThreads = 128;
+constexpr int kFwdSmemBudget = 72 * 1024;  // 3 blocks per multiprocessor at the largest
+// Below this many blocks the forward halves its blocks (down to one warp), so that the few rows
+// spread over more multiprocessors.
+constexpr int64_t kFwdFewBlocks = 264;
+
+// States per thread: 4, or 8 for N > 128 (at most 32 lanes per row), or as forced (2, 4, 8).
+// Fewer states per thread give more threads (latency hiding) at more instructions per state.
+// (S6KIT_CUDA_FWD_STATES forces a default at compile time, so that tests reach every layout.)
+#ifndef S6KIT_CUDA_FWD_STATES
+#define S6KIT_CUDA_FWD_STATES 0
+#endif
+inline int fwd_states_per_thread(const ScanParams& p, int forced) {
+  if (forced == 0) forced = S6KIT_CUDA_FWD_STATES;
+  int kS = forced != 0 ? forced : (p.dstate > 128 ? 8 : 4);
+  while (kS * 32 < p.dstate) kS *= 2;
+  return kS;
+}
+
+struct FwdLayout {
+  int kS = 4;       // states per thread
+  int R = 1;        // lanes per row (power of two, <= 32)
+  int log2R = 0;
+  int rows = 1;     // rows per block (a power of two)
+  int log2rows = 0;
+  int nt = 32;      // threads per block (rows * R)
+  int npad = 4;     // R * kS >= N
+  int T = 32;       // steps per tile
+  int log2T = 5;
+  int es = 4;       // bytes per stored element of u, delta, z, out, variable B / C
+  int V = 4;        // elements per 16-byte chunk
+  int cpr = 8;      // 16-byte chunks per row and tile (T / V)
+  int log2cpr = 3;
+  int rowp = 144;   // bytes per raw per-row array row (T * es + 16)
+  int bcp = 128;    // bytes per raw B / C state row (T * es)
+  int sb = 4;       // floats per B / C row (>= npad rounded up to 4, odd number of float4s)
+  int Rp = 1;       // float4s per row in yp (R, odd)
+  // Byte offsets into dynamic shared memory (16-byte aligned); -1 when absent.
+  int off_raw[2] = {-1, -1};
+  int raw_u = -1, raw_delta = -1, raw_z = -1, raw_B = -1, raw_C = -1;  // inside a raw buffer
+  int off_dtu = -1, off_B = -1, off_C = -1, off_yp = -1;
+  int off_rowD = -1, off_rowBias = -1, off_rowA = -1;
+  int smem_bytes = 0;
+};
+
+inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
+  FwdLayout a;
+  const int N = static_cast<int>(p.dstate);
+  a.kS = kS;
+  a.R = 1;
+  while (a.R * kS < N) a.R *= 2;
+  a.log2R = ilog2(a.R);
+  a.nt = std::max(nt, a.R);
+  a.rows = a.nt / a.R;
+  a.log2rows = ilog2(a.rows);
+  a.npad = a.R * kS;
+  a.T = T;
+  a.log2T = ilog2(T);
+  a.es = static_cast<int>(dtype_size(p.input_type));
+  a.V = 16 / a.es;
+  a.cpr = T / a.V;
+  a.log2cpr = ilog2(a.cpr);
+  a.rowp = T * a.es + 16;
+  a.bcp = T * a.es;
+  const int q = (a.npad + 3) / 4;
+  a.sb = 4 * (q % 2 == 1 ? q : q + 1);
+  a.Rp = a.R % 2 == 1 ? a.R : a.R + 1;
+
+  int off = 0;
+  auto take = [&off](int bytes) {
+    const int at = off;
+    off += (bytes + 15) & ~15;
+    return at;
+  };
+  // One raw buffer: per-row arrays, then B / C state rows.
+  int raw = 0;
+  auto take_raw = [&raw](int bytes) {
+    const int at = raw;
+    raw += bytes;
+    return at;
+  };
+  a.raw_u = take_raw(a.rows * a.rowp);
+  a.raw_delta = take_raw(a.rows * a.rowp);
+  if (p.has_z) a.raw_z = take_raw(a.rows * a.rowp);
+  if (p.variable_B) a.raw_B = take_raw(N * a.bcp);
+  if (p.variable_C) a.raw_C = take_raw(N * a.bcp);
+  a.off_raw[0] = take(raw);
+  a.off_raw[1] = take(raw);
+  a.off_dtu = take(T * a.rows * 8);
+  a.off_B = take((p.variable_B ? T : a.rows) * a.sb * 4);
+  a.off_C = take((p.variable_C ? T : a.rows) * a.sb * 4);
+  a.off_yp = take((T / 4) * a.rows * a.Rp * 16);
+  a.off_rowD = take(a.rows * 4);
+  a.off_rowBias = take(a.rows * 4);
+  a.off_rowA = take(a.rows * 4);
+  a.smem_bytes = off;
+  return a;
+}
+
+// The forward's layout for `p`: kS as fwd_states_per_thread, blocks of kFwdMaxThreads threads
+// (fewer when that leaves few blocks), and the longest tile (32 or 16 steps) within the budget;
+// or kS and T (16, 32, 64) as forced (benchmarks of the alternatives).
+inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int forced_T = 0) {
+  const int kS = fwd_states_per_thread(p, forced_kS);
+  int R = 1;
+  while (R * kS < p.dstate) R *= 2;
+  auto blocks = [&p, R](int nt) {
+    const int64_t rows = nt / R;
+    return p.batch * p.n_groups * ((p.dim_per_group + rows - 1) / rows);
+  };
+  int nt = kFwdMaxThreads;
+  while (nt > 32 && nt > R && blocks(nt) < kFwdFewBlocks) nt /= 2;
+  int T = forced_T != 0 ? forced_T : 32;
+  FwdLayout a = make_fwd_layout(p, kS, nt, T);
+  while (forced_T == 0 && a.smem_bytes > kFwdSmemBudget && T > 16) {
+    T /= 2;
+    a = make_fwd_layout(p, kS, nt, T);
+  }
+  return a;
+}
+
+}  // namespace s6kit::cuda_scan
