@@ -28,39 +28,97 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 
 __device__ __forceinline__ float nan_f() { return __int_as_float(0x7fffffff); }
 
+// ---- decay multipliers ------------------------------------------------------------------------
+//
+// The scans multiply by products A of decays exp(-gap / tau), A in [0, 1]. With dense keys (long
+// rows) single decays sit just below 1, where float32 keeps 1 - A only to a multiple of 2^-24:
+// at L = 65536 a typical 1 - a is 3e-5, stored to 0.1 %, and since sorted float32 keys have few
+// significant bits in their gaps the rounding is biased and adds up along the row (4e-4 of the
+// output's scale). So a multiplier is one float m that keeps its relative precision at both ends:
+//   sign bit clear: m = B = 1 - A  with A >= 1/2 (near 1: the complement is stored),
+//   sign bit set:   m = -A         with A <  1/2 (may be tiny: A itself is stored);
+// +0 is the identity (A = 1), -0 is A = 0.
+
+constexpr float kMulIdentity = 0.f;
+constexpr float kMulZero = -0.f;
+
+__device__ __forceinline__ bool mul_is_a(float m) { return signbit(m); }
+
+// The multiplier exp(-u) for u = gap / tau >= 0. Below ln 2 the complement -expm1(-u) comes from
+// its series (10 terms: relative error below 1e-8 for u < ln 2).
+__device__ __forceinline__ float mul_from_gap(float u) {
+  if (!(u > 0.f)) return kMulIdentity;  // also u = -0 (keys +0 after -0)
+  if (u < 0.69314718f) {
+    float s = 1.f / 3628800.f;
+    s = fmaf(s, -u, 1.f / 362880.f);
+    s = fmaf(s, -u, 1.f / 40320.f);
+    s = fmaf(s, -u, 1.f / 5040.f);
+    s = fmaf(s, -u, 1.f / 720.f);
+    s = fmaf(s, -u, 1.f / 120.f);
+    s = fmaf(s, -u, 1.f / 24.f);
+    s = fmaf(s, -u, 1.f / 6.f);
+    s = fmaf(s, -u, 0.5f);
+    s = fmaf(s, -u, 1.f);
+    return u * s;  // u - u^2/2 + u^3/6 - ...
+  }
+  return -__expf(-u);
+}
+
+// A h + v.
+__device__ __forceinline__ float mul_apply(float m, float h, float v) {
+  return mul_is_a(m) ? fmaf(-m, h, v) : fmaf(-m, h, h) + v;
+}
+
+// A h.
+__device__ __forceinline__ float mul_scale(float m, float h) {
+  return mul_is_a(m) ? -m * h : fmaf(-m, h, h);
+}
+
+// The product of two multipliers (commutative).
+__device__ __forceinline__ float mul_then(float e, float l) {
+  if (!mul_is_a(e) && !mul_is_a(l)) {
+    const float b = fmaf(-e, l, e) + l;  // 1 - (1 - e)(1 - l)
+    if (b <= 0.5f) return b;
+    return -((1.f - e) * (1.f - l));
+  }
+  const float ae = mul_is_a(e) ? -e : 1.f - e;
+  const float al = mul_is_a(l) ? -l : 1.f - l;
+  return -(ae * al);  // below 1/2: one factor is
+}
+
 // ---- affine maps h -> A h + v (N values sharing one multiplier) ---------------------------------
 
 template <int N>
 struct Affine {
-  float A;
+  float m;  // the multiplier A, encoded as above
   float v[N];
 };
 
 template <int N>
 __device__ __forceinline__ Affine<N> affine_identity() {
-  Affine<N> m;
-  m.A = 1.f;
+  Affine<N> r;
+  r.m = kMulIdentity;
 #pragma unroll
-  for (int k = 0; k < N; ++k) m.v[k] = 0.f;
-  return m;
+  for (int k = 0; k < N; ++k) r.v[k] = 0.f;
+  return r;
 }
 
 // `later` applied after `earlier`.
 template <int N>
 __device__ __forceinline__ Affine<N> affine_then(const Affine<N>& earlier, const Affine<N>& later) {
-  Affine<N> m;
-  m.A = later.A * earlier.A;
+  Affine<N> r;
+  r.m = mul_then(earlier.m, later.m);
 #pragma unroll
-  for (int k = 0; k < N; ++k) m.v[k] = fmaf(later.A, earlier.v[k], later.v[k]);
-  return m;
+  for (int k = 0; k < N; ++k) r.v[k] = mul_apply(later.m, earlier.v[k], later.v[k]);
+  return r;
 }
 
 template <int N>
-__device__ __forceinline__ Affine<N> shfl_affine(const Affine<N>& m, int src) {
+__device__ __forceinline__ Affine<N> shfl_affine(const Affine<N>& a, int src) {
   Affine<N> r;
-  r.A = __shfl_sync(kFull, m.A, src);
+  r.m = __shfl_sync(kFull, a.m, src);
 #pragma unroll
-  for (int k = 0; k < N; ++k) r.v[k] = __shfl_sync(kFull, m.v[k], src);
+  for (int k = 0; k < N; ++k) r.v[k] = __shfl_sync(kFull, a.v[k], src);
   return r;
 }
 
@@ -70,7 +128,7 @@ __device__ __forceinline__ void warp_scan_affine(Affine<N>& m, int lane) {
 #pragma unroll
   for (int d = 1; d < 32; d <<= 1) {
     Affine<N> e;
-    e.A = kReverse ? __shfl_down_sync(kFull, m.A, d) : __shfl_up_sync(kFull, m.A, d);
+    e.m = kReverse ? __shfl_down_sync(kFull, m.m, d) : __shfl_up_sync(kFull, m.m, d);
 #pragma unroll
     for (int k = 0; k < N; ++k)
       e.v[k] = kReverse ? __shfl_down_sync(kFull, m.v[k], d) : __shfl_up_sync(kFull, m.v[k], d);

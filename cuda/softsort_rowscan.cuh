@@ -30,7 +30,8 @@ constexpr int kMaxThreads = 512;  // threads per block; a tile holds up to kMaxT
 // What every channel of a batch element shares, for one thread and one tile.
 struct Ctx {
   int s, n;          // first position, number of valid positions (0 .. kE)
-  float a[kE + 1];   // a[j]: decay into position s + j (j = 0 .. kE), 0 at position 0 and past L
+  float m[kE + 1];   // m[j]: decay into position s + j (j = 0 .. kE), 0 at position 0 and past L
+                     // (multipliers encoded as in softsort_device.cuh)
   unsigned tie;      // bit j: key(s + j) == key(s + j - 1), both valid (j = 0 .. kE)
   float invz[kE];    // 1 / Z (1 where not loaded)
   int perm[kE];      // perm[s + j] (0 past L)
@@ -72,7 +73,7 @@ __device__ void load_ctx(Ctx& c, const RowEnv& env, int start, int* iscratch) {
     const int i = c.s + j;
     const float ki = i < L ? env.sign * env.t[i] : 0.f;
     const bool valid = i >= 1 && i < L;
-    c.a[j] = valid ? __expf((ki - kprev) * env.inv_tau) : 0.f;
+    c.m[j] = valid ? mul_from_gap((kprev - ki) * env.inv_tau) : kMulZero;
     if (valid && ki == kprev) c.tie |= 1u << j;
     kprev = ki;
   }
@@ -126,14 +127,14 @@ __device__ void scan_tile(const Ctx& c, const float (&v)[N][kE], const Carries<N
   // Thread-local scans and the thread's maps: left (IL before -> IL at the last position) and
   // right (IR after -> IR at the first position).
   Affine<N> lm, rm;
-  lm.A = 1.f;
-  rm.A = 1.f;
+  lm.m = c.m[0];
+  rm.m = c.m[kE];
 #pragma unroll
   for (int j = 0; j < kE; ++j) {
-    lm.A *= c.a[j];
+    if (j > 0) lm.m = mul_then(lm.m, c.m[j]);
 #pragma unroll
     for (int k = 0; k < N; ++k)
-      ts.il[k][j] = fmaf(c.a[j], j > 0 ? ts.il[k][j - 1] : 0.f, v[k][j]);
+      ts.il[k][j] = j > 0 ? mul_apply(c.m[j], ts.il[k][j - 1], v[k][j]) : v[k][j];
   }
 #pragma unroll
   for (int k = 0; k < N; ++k) {
@@ -142,34 +143,34 @@ __device__ void scan_tile(const Ctx& c, const float (&v)[N][kE], const Carries<N
 #pragma unroll
     for (int j = kE - 1; j >= 0; --j) {
       ts.gx[k][j] = gl;
-      gl = c.a[j] * (gl + v[k][j]);
+      gl = mul_scale(c.m[j], gl + v[k][j]);
     }
     rm.v[k] = ts.gx[k][0] + v[k][0];
   }
 #pragma unroll
-  for (int j = 1; j <= kE; ++j) rm.A *= c.a[j];
+  for (int j = 1; j < kE; ++j) rm.m = mul_then(rm.m, c.m[j]);
 
   block_scan_affine2<N>(lm, rm, sh.scan);
 
   float cl[N], cr[N];
 #pragma unroll
   for (int k = 0; k < N; ++k) {
-    cl[k] = fmaf(lm.A, in.il[k], lm.v[k]);  // IL at s - 1
-    cr[k] = fmaf(rm.A, in.ir[k], rm.v[k]);  // IR at s + kE
+    cl[k] = mul_apply(lm.m, in.il[k], lm.v[k]);  // IL at s - 1
+    cr[k] = mul_apply(rm.m, in.ir[k], rm.v[k]);  // IR at s + kE
   }
-  float P = 1.f;
+  float P = c.m[0];  // decay from s - 1 to s + j
 #pragma unroll
   for (int j = 0; j < kE; ++j) {
-    P *= c.a[j];
+    if (j > 0) P = mul_then(P, c.m[j]);
 #pragma unroll
-    for (int k = 0; k < N; ++k) ts.il[k][j] = fmaf(P, cl[k], ts.il[k][j]);
+    for (int k = 0; k < N; ++k) ts.il[k][j] = mul_apply(P, cl[k], ts.il[k][j]);
   }
-  float Q = c.a[kE];
+  float Q = c.m[kE];  // decay from s + kE to s + j
 #pragma unroll
   for (int j = kE - 1; j >= 0; --j) {
 #pragma unroll
-    for (int k = 0; k < N; ++k) ts.gx[k][j] = fmaf(Q, cr[k], ts.gx[k][j]);
-    Q *= c.a[j];
+    for (int k = 0; k < N; ++k) ts.gx[k][j] = mul_apply(Q, cr[k], ts.gx[k][j]);
+    Q = mul_then(Q, c.m[j]);
   }
 
   if constexpr (kStrict) {
@@ -182,7 +183,7 @@ __device__ void scan_tile(const Ctx& c, const float (&v)[N][kE], const Carries<N
       float lp = 0.f, rp = 0.f;
 #pragma unroll
       for (int j = 0; j < kE; ++j)
-        if (j < c.n && !c.tied(j)) lp = c.a[j] * (j > 0 ? ts.il[k][j - 1] : cl[k]);
+        if (j < c.n && !c.tied(j)) lp = mul_scale(c.m[j], j > 0 ? ts.il[k][j - 1] : cl[k]);
 #pragma unroll
       for (int j = kE - 1; j >= 0; --j)
         if (j < c.n && !c.tied(j + 1)) rp = ts.gx[k][j];
@@ -195,7 +196,7 @@ __device__ void scan_tile(const Ctx& c, const float (&v)[N][kE], const Carries<N
       float cur = c.lsrc >= 0 ? sh.slots[c.lsrc * 2 * N + k] : in.sl[k];
 #pragma unroll
       for (int j = 0; j < kE; ++j) {
-        if (!c.tied(j)) cur = c.a[j] * (j > 0 ? ts.il[k][j - 1] : cl[k]);
+        if (!c.tied(j)) cur = mul_scale(c.m[j], j > 0 ? ts.il[k][j - 1] : cl[k]);
         ts.sl[k][j] = cur;
       }
       cur = c.rsrc >= 0 ? sh.slots[c.rsrc * 2 * N + N + k] : in.sr[k];

@@ -97,6 +97,21 @@ def test_exact_ties(kind, p, descending, L):
     _check_soft_permute(x, s, g, tau=0.7, p=p, descending=descending)
 
 
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, F64), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("descending", [True, False])
+def test_signed_zero_scores_are_one_tie(dtype, rtol, descending):
+    """-0.0 and +0.0 are equal scores: sorted keys then alternate signs of zero, and the gap
+    between them (-0.0 or +0.0) must give the decay 1, as any other tie."""
+    x, s, g = _inputs(2, 3, 40, "ties", seed=12)
+    s[:, ::3] = 0.0
+    s[:, 1::3] = -0.0
+    got = run(s6kit.soft_permute, x.to(dtype), s.to(dtype), g.to(dtype), tau=0.3,
+              descending=descending)
+    expected = soft_permute_case(x, s, g, tau=0.3, descending=descending)
+    for name, a, e in zip(("out", "dx", "dscores"), got, expected):
+        assert_close(a, e, rtol, name)
+
+
 def test_tie_pairs_do_not_move_scores():
     """Two tokens with one score and nothing else: their mutual weight carries no gradient."""
     x = torch.randn(1, 3, 2, dtype=torch.float64)
