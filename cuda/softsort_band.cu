@@ -61,12 +61,6 @@ __device__ __forceinline__ Band make_band(const Args& a, int b) {
   return Band{a.t + int64_t(b) * a.L, a.sign, a.p, a.inv_tau, a.radius, a.L};
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(kFull, v, d);
-  return v;
-}
-
 // ---- 1 / Z and the key gradient: one warp per position --------------------------------------
 
 __global__ void band_norm_kernel(const Args a) {

@@ -28,95 +28,182 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 
 __device__ __forceinline__ float nan_f() { return __int_as_float(0x7fffffff); }
 
-// ---- affine maps h -> A h + v (N values sharing one multiplier) ---------------------------------
+// ---- decay multipliers ------------------------------------------------------------------------
+//
+// The scans multiply by products A of decays exp(-gap / tau), A in [0, 1]. With dense keys (long
+// rows) single decays sit just below 1, where float32 keeps 1 - A only to a multiple of 2^-24:
+// at L = 65536 a typical 1 - a is 3e-5, stored to 0.1 %, and since sorted float32 keys have few
+// significant bits in their gaps the rounding is biased and adds up along the row (4e-4 of the
+// output's scale). So a multiplier is one float m that keeps its relative precision at both ends:
+//   sign bit clear: m = B = 1 - A  with A >= 1/2 (near 1: the complement is stored),
+//   sign bit set:   m = -A         with A <  1/2 (may be tiny: A itself is stored);
+// +0 is the identity (A = 1), -0 is A = 0.
 
-template <int N>
-struct Affine {
-  float A;
-  float v[N];
-};
+constexpr float kMulIdentity = 0.f;
+constexpr float kMulZero = -0.f;
 
-template <int N>
-__device__ __forceinline__ Affine<N> affine_identity() {
-  Affine<N> m;
-  m.A = 1.f;
-#pragma unroll
-  for (int k = 0; k < N; ++k) m.v[k] = 0.f;
-  return m;
-}
+__device__ __forceinline__ bool mul_is_a(float m) { return signbit(m); }
 
-// `later` applied after `earlier`.
-template <int N>
-__device__ __forceinline__ Affine<N> affine_then(const Affine<N>& earlier, const Affine<N>& later) {
-  Affine<N> m;
-  m.A = later.A * earlier.A;
-#pragma unroll
-  for (int k = 0; k < N; ++k) m.v[k] = fmaf(later.A, earlier.v[k], later.v[k]);
-  return m;
-}
-
-template <int N>
-__device__ __forceinline__ Affine<N> shfl_affine(const Affine<N>& m, int src) {
-  Affine<N> r;
-  r.A = __shfl_sync(kFull, m.A, src);
-#pragma unroll
-  for (int k = 0; k < N; ++k) r.v[k] = __shfl_sync(kFull, m.v[k], src);
-  return r;
-}
-
-// Inclusive warp scan in lane order (kReverse: from lane 31 down).
-template <int N, bool kReverse>
-__device__ __forceinline__ void warp_scan_affine(Affine<N>& m, int lane) {
-#pragma unroll
-  for (int d = 1; d < 32; d <<= 1) {
-    Affine<N> e;
-    e.A = kReverse ? __shfl_down_sync(kFull, m.A, d) : __shfl_up_sync(kFull, m.A, d);
-#pragma unroll
-    for (int k = 0; k < N; ++k)
-      e.v[k] = kReverse ? __shfl_down_sync(kFull, m.v[k], d) : __shfl_up_sync(kFull, m.v[k], d);
-    const bool has = kReverse ? lane + d < 32 : lane >= d;
-    if (has) m = affine_then(e, m);
+// The multiplier exp(-u) for u = gap / tau >= 0. Below ln 2 the complement -expm1(-u) comes from
+// its series (10 terms: relative error below 1e-8 for u < ln 2).
+__device__ __forceinline__ float mul_from_gap(float u) {
+  if (!(u > 0.f)) return kMulIdentity;  // also u = -0 (keys +0 after -0)
+  if (u < 0.69314718f) {
+    float s = 1.f / 3628800.f;
+    s = fmaf(s, -u, 1.f / 362880.f);
+    s = fmaf(s, -u, 1.f / 40320.f);
+    s = fmaf(s, -u, 1.f / 5040.f);
+    s = fmaf(s, -u, 1.f / 720.f);
+    s = fmaf(s, -u, 1.f / 120.f);
+    s = fmaf(s, -u, 1.f / 24.f);
+    s = fmaf(s, -u, 1.f / 6.f);
+    s = fmaf(s, -u, 0.5f);
+    s = fmaf(s, -u, 1.f);
+    return u * s;  // u - u^2/2 + u^3/6 - ...
   }
+  return -__expf(-u);
 }
 
-// Scratch of block_scan_affine2: 64 maps.
-template <int N>
-struct ScanScratch {
-  Affine<N> tot[2][32];
+// A h + v.
+__device__ __forceinline__ float mul_apply(float m, float h, float v) {
+  return mul_is_a(m) ? fmaf(-m, h, v) : fmaf(-m, h, h) + v;
+}
+
+// A h.
+__device__ __forceinline__ float mul_scale(float m, float h) {
+  return mul_is_a(m) ? -m * h : fmaf(-m, h, h);
+}
+
+// The product of two multipliers (commutative).
+__device__ __forceinline__ float mul_then(float e, float l) {
+  if (!mul_is_a(e) && !mul_is_a(l)) {
+    const float b = fmaf(-e, l, e) + l;  // 1 - (1 - e)(1 - l)
+    if (b <= 0.5f) return b;
+    return -((1.f - e) * (1.f - l));
+  }
+  const float ae = mul_is_a(e) ? -e : 1.f - e;
+  const float al = mul_is_a(l) ? -l : 1.f - l;
+  return -(ae * al);  // below 1/2: one factor is
+}
+
+// A as a plain float (rounded once).
+__device__ __forceinline__ float mul_value(float m) { return mul_is_a(m) ? -m : 1.f - m; }
+
+// ---- block-wide scans whose multipliers are fixed per tile --------------------------------------
+//
+// Thread t holds a map h -> A_t h + v_t. A_t (the decays over its positions) is the same for every
+// channel of a batch element; v_t differs per channel. So the multipliers of the exclusive
+// block-wide scans are worked out once per tile (scan_multipliers) and each channel's scan
+// (scan_values) moves values only: one shuffle and one multiply-add per level, no multiplier
+// arithmetic. Both directions at once: `left` composes the threads before this one (in thread
+// order), `right` the threads after it (in reverse order).
+
+constexpr int kLevels = 5;  // of a warp-wide scan
+
+// One direction's multipliers, for one thread.
+struct ScanMul {
+  float lane_lvl[kLevels];  // warp scan: this lane's segment multiplier before each level
+  float lane_excl;          // of the lanes before this one in its warp
+  float warp_lvl[kLevels];  // scan over the warp totals (lanes < warps)
+  float total;              // of every thread before this one: carries a tile's input in
 };
 
-// Exclusive block-wide scans of per-thread maps: `left` over the threads before this one (in
-// thread order), `right` over the threads after it (in reverse order). On return each holds the
-// composition of the maps before / after this thread (identity for the first / last thread).
-// All threads of the block must call it; it synchronises the block twice.
-template <int N>
-__device__ void block_scan_affine2(Affine<N>& left, Affine<N>& right, ScanScratch<N>& sc) {
+// ml / mr: this thread's map multipliers (left / right direction). `mt`: 64 floats of shared
+// memory. Block-wide; one barrier.
+__device__ inline void scan_multipliers(float ml, float mr, ScanMul& L, ScanMul& R,
+                                        float (&mt)[2][32]) {
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  Affine<N> li = left, ri = right;
-  warp_scan_affine<N, false>(li, lane);
-  warp_scan_affine<N, true>(ri, lane);
-  if (lane == 31) sc.tot[0][wid] = li;
-  if (lane == 0) sc.tot[1][wid] = ri;
-  Affine<N> le = shfl_affine(li, lane > 0 ? lane - 1 : 0);
-  Affine<N> re = shfl_affine(ri, lane < 31 ? lane + 1 : 31);
-  if (lane == 0) le = affine_identity<N>();
-  if (lane == 31) re = affine_identity<N>();
-  __syncthreads();
-  if (nw > 1) {
-    Affine<N> tl = lane < nw ? sc.tot[0][lane] : affine_identity<N>();
-    Affine<N> tr = lane < nw ? sc.tot[1][lane] : affine_identity<N>();
-    warp_scan_affine<N, false>(tl, lane);
-    warp_scan_affine<N, true>(tr, lane);
-    Affine<N> pl = shfl_affine(tl, wid > 0 ? wid - 1 : 0);
-    Affine<N> pr = shfl_affine(tr, wid + 1 < nw ? wid + 1 : 0);
-    if (wid == 0) pl = affine_identity<N>();
-    if (wid + 1 >= nw) pr = affine_identity<N>();
-    le = affine_then(pl, le);
-    re = affine_then(pr, re);
+  float cl = ml, cr = mr;
+#pragma unroll
+  for (int k = 0; k < kLevels; ++k) {
+    const int d = 1 << k;
+    L.lane_lvl[k] = cl;
+    R.lane_lvl[k] = cr;
+    const float el = __shfl_up_sync(kFull, cl, d), er = __shfl_down_sync(kFull, cr, d);
+    if (lane >= d) cl = mul_then(el, cl);
+    if (lane + d < 32) cr = mul_then(er, cr);
   }
-  left = le;
-  right = re;
-  __syncthreads();  // the scratch may be reused right away
+  const float xl = __shfl_up_sync(kFull, cl, 1), xr = __shfl_down_sync(kFull, cr, 1);
+  L.lane_excl = lane > 0 ? xl : kMulIdentity;
+  R.lane_excl = lane < 31 ? xr : kMulIdentity;
+  if (lane == 31) mt[0][wid] = cl;
+  if (lane == 0) mt[1][wid] = cr;
+  __syncthreads();
+  float tl = lane < nw ? mt[0][lane] : kMulIdentity, tr = lane < nw ? mt[1][lane] : kMulIdentity;
+#pragma unroll
+  for (int k = 0; k < kLevels; ++k) {
+    const int d = 1 << k;
+    L.warp_lvl[k] = tl;
+    R.warp_lvl[k] = tr;
+    const float el = __shfl_up_sync(kFull, tl, d), er = __shfl_down_sync(kFull, tr, d);
+    if (lane >= d) tl = mul_then(el, tl);
+    if (lane + d < 32) tr = mul_then(er, tr);
+  }
+  const float pl = __shfl_sync(kFull, tl, wid > 0 ? wid - 1 : 0);
+  const float pr = __shfl_sync(kFull, tr, wid + 1 < nw ? wid + 1 : 0);
+  L.total = wid > 0 ? mul_then(pl, L.lane_excl) : L.lane_excl;
+  R.total = wid + 1 < nw ? mul_then(pr, R.lane_excl) : R.lane_excl;
+}
+
+// Exclusive scans of N values per thread and direction, in place: on return l[k] is
+// sum over the threads t' before this one of (A from t' to here) v_t', r[k] the same over the
+// threads after it. `vt` (2 x N x 32 floats of shared memory) must not be the buffer of the
+// previous call (callers alternate two): then one barrier per call suffices. Block-wide.
+template <int N>
+__device__ void scan_values(float (&l)[N], float (&r)[N], const ScanMul& L, const ScanMul& R,
+                            float (&vt)[2][N][32]) {
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+  for (int k = 0; k < kLevels; ++k) {
+    const int d = 1 << k;
+#pragma unroll
+    for (int q = 0; q < N; ++q) {
+      const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
+      if (lane >= d) l[q] = mul_apply(L.lane_lvl[k], el, l[q]);
+      if (lane + d < 32) r[q] = mul_apply(R.lane_lvl[k], er, r[q]);
+    }
+  }
+  float xl[N], xr[N];
+#pragma unroll
+  for (int q = 0; q < N; ++q) {
+    if (lane == 31) vt[0][q][wid] = l[q];
+    if (lane == 0) vt[1][q][wid] = r[q];
+    xl[q] = __shfl_up_sync(kFull, l[q], 1);
+    xr[q] = __shfl_down_sync(kFull, r[q], 1);
+    if (lane == 0) xl[q] = 0.f;
+    if (lane == 31) xr[q] = 0.f;
+  }
+  __syncthreads();
+  if (nw == 1) {
+#pragma unroll
+    for (int q = 0; q < N; ++q) {
+      l[q] = xl[q];
+      r[q] = xr[q];
+    }
+    return;
+  }
+#pragma unroll
+  for (int q = 0; q < N; ++q) {
+    l[q] = lane < nw ? vt[0][q][lane] : 0.f;
+    r[q] = lane < nw ? vt[1][q][lane] : 0.f;
+  }
+#pragma unroll
+  for (int k = 0; k < kLevels; ++k) {
+    const int d = 1 << k;
+#pragma unroll
+    for (int q = 0; q < N; ++q) {
+      const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
+      if (lane >= d) l[q] = mul_apply(L.warp_lvl[k], el, l[q]);
+      if (lane + d < 32) r[q] = mul_apply(R.warp_lvl[k], er, r[q]);
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < N; ++q) {
+    const float pl = __shfl_sync(kFull, l[q], wid > 0 ? wid - 1 : 0);
+    const float pr = __shfl_sync(kFull, r[q], wid + 1 < nw ? wid + 1 : 0);
+    l[q] = mul_apply(L.lane_excl, wid > 0 ? pl : 0.f, xl[q]);
+    r[q] = mul_apply(R.lane_excl, wid + 1 < nw ? pr : 0.f, xr[q]);
+  }
 }
 
 // Exclusive block-wide max over the threads before this one (kReverse: min over the threads
@@ -139,6 +226,20 @@ __device__ int block_scan_int(int v, int none, int* scratch /* 32 ints */) {
     if (kReverse ? w > wid : w < wid) ex = op(ex, scratch[w]);
   __syncthreads();
   return ex;
+}
+
+// Sum over the warp (every lane gets it).
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(kFull, v, d);
+  return v;
+}
+
+// Sum of one value per warp of the block, in warp order.
+__device__ __forceinline__ float sum_warps(const float* per_warp) {
+  float s = 0.f;
+  for (int w = 0; w < int(blockDim.x >> 5); ++w) s += per_warp[w];
+  return s;
 }
 
 // Sum over the block (every thread gets it). Synchronises twice.

@@ -48,6 +48,22 @@ struct Args {
   float* dybuf = nullptr;       // general p: K (g / Z) in sorted order (B, D, L)
 };
 
+// The ranking (softsort_rank.cu): scores sorted per batch element into t and perm.
+struct RankArgs {
+  int B = 0, D = 0, L = 0;
+  DType dtype = DType::f32;  // x
+  bool descending = true;
+  bool with_w = false;        // scores = <w, x_l>, else given
+  const void* x = nullptr;  int64_t xb = 0, xd = 0;
+  const float* w = nullptr;
+  const float* scores = nullptr;  // (B, L)
+  float* t = nullptr;             // (B, L)
+  int64_t* perm = nullptr;        // (B, L)
+};
+
+int64_t rank_workspace_bytes(int B, int L, bool with_w);
+void launch_rank(const RankArgs& a, void* workspace, cudaStream_t s);
+
 enum class RowKernel { kFwd, kBwdPartials, kBwdPartialsDx, kBwdDxScore, kGather, kUnpermute };
 
 // Fills threads / tile / tiles / groups / stages / g_smem / dx_smem of `a` for `kind` on the current

@@ -291,6 +291,34 @@ int64_t softsort_bwd_workspace_bytes_cuda(const SoftSortBwdParams& p) {
   return cuda_softsort::plan_bwd(p, nullptr).bytes;
 }
 
+int64_t softsort_rank_workspace_bytes_cuda(const SoftSortRankParams& p) {
+  if (p.batch * p.seqlen == 0) return 0;
+  cuda_softsort::DeviceGuard guard(p.device_index);
+  return cuda_softsort::rank_workspace_bytes(int(p.batch), int(p.seqlen), p.with_w);
+}
+
+void softsort_rank_cuda(const SoftSortRankParams& p, void* stream) {
+  using namespace cuda_softsort;
+  if (p.batch * p.seqlen == 0) return;
+  DeviceGuard guard(p.device_index);
+  RankArgs a;
+  a.B = int(p.batch);
+  a.D = int(p.dim);
+  a.L = int(p.seqlen);
+  a.dtype = p.input_type;
+  a.descending = p.descending;
+  a.with_w = p.with_w;
+  a.x = p.x;
+  a.xb = p.x_batch_stride;
+  a.xd = p.x_dim_stride;
+  a.w = static_cast<const float*>(p.w);
+  a.scores = static_cast<const float*>(p.scores);
+  a.t = static_cast<float*>(p.sorted_scores);
+  a.perm = p.perm;
+  launch_rank(a, p.workspace, static_cast<cudaStream_t>(stream));
+  sync_check("soft_permute ranking");
+}
+
 void softsort_scores_cuda(const SoftSortScoreParams& p, void* stream) {
   if (p.batch * p.seqlen == 0) return;
   cuda_softsort::DeviceGuard guard(p.device_index);

@@ -45,7 +45,8 @@ __device__ void fill_rows_nan(T* rows, int n_rows, int L) {
 
 // Rows d0 .. d0 + n of one batch element (x, and the incoming gradient when `with_g`), staged
 // through `stages` shared-memory buffers with asynchronous copies (stages - 1 rows in flight);
-// stages == 0 reads global memory directly. A stage holds the x row, then the g row.
+// stages == 0 reads global memory directly. A stage holds the x row, then the g row. One barrier
+// per row (two with a single stage, which cannot prefetch).
 template <typename T>
 struct RowPipe {
   T* buf;
@@ -79,12 +80,22 @@ struct RowPipe {
   // in global memory when stages == 0. Block-wide.
   __device__ const T* acquire(int r) {
     if (stages == 0) return x + r * x_dstride;
-    __syncthreads();  // every thread is done with the buffer about to be refilled
+    if (stages == 1) {
+      __syncthreads();  // every thread is done with the buffer
+      fill(0, r);
+      cp_async_commit();
+      cp_async_wait(0);
+      __syncthreads();
+      return buf;
+    }
+    // Committed so far: rows 0 .. r + stages - 2, one group each; row r's is complete when at
+    // most stages - 2 are pending. After the barrier every thread is done with row r - 1, whose
+    // buffer then takes row r + stages - 1.
+    cp_async_wait(stages - 2);
+    __syncthreads();
     const int next = r + stages - 1;
     if (next < n) fill(next % stages, next);
     cp_async_commit();
-    cp_async_wait(stages - 1);
-    __syncthreads();
     return buf + (r % stages) * stage_size();
   }
 };

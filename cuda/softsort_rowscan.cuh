@@ -3,10 +3,17 @@
 //
 // A block owns one batch element b and a range of channels; it sweeps each channel's row of L
 // sorted positions. Thread t of a block of T threads owns kE consecutive positions of a tile of
-// T * kE positions. Per tile and thread, the per-position data shared by every channel (decays
-// a_i = exp(-(k_{i-1} - k_i) / tau), tie flags, the permutation, 1 / Z) sit in registers (Ctx);
-// per channel, each thread scans its kE positions locally, a block-wide scan of the affine maps
-// h -> A h + v joins the threads in both directions, and the carries are applied.
+// T * kE positions. Per tile and thread, everything shared by every channel sits in registers
+// (Ctx, loaded once per tile): the decays a_i = exp(-(k_{i-1} - k_i) / tau), their products over
+// the thread's positions and the multipliers of the block-wide scans (softsort_device.cuh), tie
+// flags, the permutation, 1 / Z. Per channel, each thread scans its kE positions locally, a
+// block-wide scan of values joins the threads in both directions, and the carries are applied:
+// the multiplier arithmetic is done once per tile, not once per channel.
+//
+// Precision: decays of dense keys are near 1, where float32 rounds 1 - a to a multiple of 2^-24
+// with a bias (softsort_device.cuh). Products that chain along the row (scan multipliers, tile
+// carries) use the encoded multipliers; plain floats appear only within one thread's kE
+// positions (a[j] and their products), where a rounding is compounded at most kE times.
 //
 // Strict sums (over strictly larger / smaller keys, needed by the score gradient) differ from the
 // inclusive ones only inside runs of exactly tied keys. A run can span threads: the thread where
@@ -30,7 +37,9 @@ constexpr int kMaxThreads = 512;  // threads per block; a tile holds up to kMaxT
 // What every channel of a batch element shares, for one thread and one tile.
 struct Ctx {
   int s, n;          // first position, number of valid positions (0 .. kE)
-  float a[kE + 1];   // a[j]: decay into position s + j (j = 0 .. kE), 0 at position 0 and past L
+  float a[kE + 1];   // a[j]: decay into position s + j from s + j - 1 (0 at position 0, past L)
+  ScanMul lmul, rmul;  // the block-wide scans' multipliers, left and right
+  int phase;         // which of the two value-scan buffers the next scan uses
   unsigned tie;      // bit j: key(s + j) == key(s + j - 1), both valid (j = 0 .. kE)
   float invz[kE];    // 1 / Z (1 where not loaded)
   int perm[kE];      // perm[s + j] (0 past L)
@@ -50,32 +59,48 @@ struct RowEnv {
   const float* invz;   // null: 1
 };
 
+// Shared memory of load_ctx.
+struct TileScratch {
+  int ints[32];
+  float mt[2][32];
+};
+
 template <int N>
 struct Shared {
-  ScanScratch<N> scan;
-  int ints[32];
+  TileScratch tile;
+  float vt[2][2][N][32];  // the value scans' warp totals (two buffers, alternating)
   float bcast[2 * N];
   float slots[kMaxThreads * 2 * N];  // strict sums published per thread
 };
 
-// Loads the tile starting at `start`. With kStrict, also the run plumbing (block-wide: every
-// thread must call).
+// Loads the tile starting at `start`. Block-wide: every thread must call.
 template <bool kStrict>
-__device__ void load_ctx(Ctx& c, const RowEnv& env, int start, int* iscratch) {
+__device__ void load_ctx(Ctx& c, const RowEnv& env, int start, TileScratch& scratch) {
   const int L = env.L;
   c.s = start + threadIdx.x * kE;
   c.n = min(max(L - c.s, 0), kE);
   float kprev = (c.s >= 1 && c.s - 1 < L) ? env.sign * env.t[c.s - 1] : 0.f;
   c.tie = 0u;
+  float m[kE + 1];  // decay into s + j, encoded (softsort_device.cuh)
 #pragma unroll
   for (int j = 0; j <= kE; ++j) {
     const int i = c.s + j;
     const float ki = i < L ? env.sign * env.t[i] : 0.f;
     const bool valid = i >= 1 && i < L;
-    c.a[j] = valid ? __expf((ki - kprev) * env.inv_tau) : 0.f;
+    m[j] = valid ? mul_from_gap((kprev - ki) * env.inv_tau) : kMulZero;
     if (valid && ki == kprev) c.tie |= 1u << j;
     kprev = ki;
   }
+  float ml = m[0], mr = m[kE];  // the thread's maps: s - 1 -> s + kE - 1, s + kE -> s
+#pragma unroll
+  for (int j = 1; j < kE; ++j) {
+    ml = mul_then(ml, m[j]);
+    mr = mul_then(mr, m[j]);
+  }
+#pragma unroll
+  for (int j = 0; j <= kE; ++j) c.a[j] = mul_value(m[j]);
+  scan_multipliers(ml, mr, c.lmul, c.rmul, scratch.mt);
+  c.phase = 0;
 #pragma unroll
   for (int j = 0; j < kE; ++j) {
     const int i = c.s + j;
@@ -90,8 +115,9 @@ __device__ void load_ctx(Ctx& c, const RowEnv& env, int start, int* iscratch) {
       if (j < c.n && !c.tied(j)) c.run_starts = true;
       if (j < c.n && !c.tied(j + 1)) c.run_ends = true;
     }
-    c.lsrc = block_scan_int<false>(c.run_starts ? int(threadIdx.x) : -1, -1, iscratch);
-    const int r = block_scan_int<true>(c.run_ends ? int(threadIdx.x) : INT_MAX, INT_MAX, iscratch);
+    c.lsrc = block_scan_int<false>(c.run_starts ? int(threadIdx.x) : -1, -1, scratch.ints);
+    const int r =
+        block_scan_int<true>(c.run_ends ? int(threadIdx.x) : INT_MAX, INT_MAX, scratch.ints);
     c.rsrc = r == INT_MAX ? -1 : r;
   }
 }
@@ -113,63 +139,51 @@ __device__ __forceinline__ Carries<N> zero_carries() {
 
 // Results of a tile for the thread's positions, per sequence v:
 //   il = sum_{i' <= i} K v,   gx = sum_{i' > i} K v,
-//   sl = sum over strictly larger keys, sr = over strictly smaller keys (kStrict).
+//   with kStrict, over strictly larger keys SL and strictly smaller ones SR:
+//   w = SR - SL (tau W v for p = 1), sl_last = SL at s + kE - 1, sr_first = SR at s.
 template <int N, bool kStrict>
 struct TileScan {
   float il[N][kE], gx[N][kE];
-  float sl[kStrict ? N : 1][kE], sr[kStrict ? N : 1][kE];
+  float w[kStrict ? N : 1][kE];
+  float sl_last[N], sr_first[N];
 };
 
 template <int N, bool kStrict>
-__device__ void scan_tile(const Ctx& c, const float (&v)[N][kE], const Carries<N>& in,
+__device__ void scan_tile(Ctx& c, const float (&v)[N][kE], const Carries<N>& in,
                           TileScan<N, kStrict>& ts, Shared<N>& sh) {
-  // Thread-local scans and the thread's maps: left (IL before -> IL at the last position) and
-  // right (IR after -> IR at the first position).
-  Affine<N> lm, rm;
-  lm.A = 1.f;
-  rm.A = 1.f;
-#pragma unroll
-  for (int j = 0; j < kE; ++j) {
-    lm.A *= c.a[j];
-#pragma unroll
-    for (int k = 0; k < N; ++k)
-      ts.il[k][j] = fmaf(c.a[j], j > 0 ? ts.il[k][j - 1] : 0.f, v[k][j]);
-  }
+  // Thread-local sums: inclusive from the left, exclusive from the right.
+  float lv[N], rv[N];
 #pragma unroll
   for (int k = 0; k < N; ++k) {
-    lm.v[k] = ts.il[k][kE - 1];
-    float gl = 0.f;
+    ts.il[k][0] = v[k][0];
 #pragma unroll
-    for (int j = kE - 1; j >= 0; --j) {
-      ts.gx[k][j] = gl;
-      gl = c.a[j] * (gl + v[k][j]);
-    }
-    rm.v[k] = ts.gx[k][0] + v[k][0];
+    for (int j = 1; j < kE; ++j) ts.il[k][j] = fmaf(c.a[j], ts.il[k][j - 1], v[k][j]);
+    ts.gx[k][kE - 1] = 0.f;
+#pragma unroll
+    for (int j = kE - 2; j >= 0; --j) ts.gx[k][j] = c.a[j + 1] * (ts.gx[k][j + 1] + v[k][j + 1]);
+    lv[k] = ts.il[k][kE - 1];    // IL at s + kE - 1 from this thread's positions
+    rv[k] = ts.gx[k][0] + v[k][0];  // IR at s from them
   }
-#pragma unroll
-  for (int j = 1; j <= kE; ++j) rm.A *= c.a[j];
 
-  block_scan_affine2<N>(lm, rm, sh.scan);
+  scan_values<N>(lv, rv, c.lmul, c.rmul, sh.vt[c.phase]);
+  c.phase ^= 1;
 
   float cl[N], cr[N];
 #pragma unroll
   for (int k = 0; k < N; ++k) {
-    cl[k] = fmaf(lm.A, in.il[k], lm.v[k]);  // IL at s - 1
-    cr[k] = fmaf(rm.A, in.ir[k], rm.v[k]);  // IR at s + kE
-  }
-  float P = 1.f;
+    cl[k] = mul_apply(c.lmul.total, in.il[k], lv[k]);  // IL at s - 1
+    cr[k] = mul_apply(c.rmul.total, in.ir[k], rv[k]);  // IR at s + kE
+    float P = 1.f, Q = 1.f;  // decays from s - 1 to s + j, from s + kE to s + j
 #pragma unroll
-  for (int j = 0; j < kE; ++j) {
-    P *= c.a[j];
+    for (int j = 0; j < kE; ++j) {
+      P *= c.a[j];
+      ts.il[k][j] = fmaf(P, cl[k], ts.il[k][j]);
+    }
 #pragma unroll
-    for (int k = 0; k < N; ++k) ts.il[k][j] = fmaf(P, cl[k], ts.il[k][j]);
-  }
-  float Q = c.a[kE];
-#pragma unroll
-  for (int j = kE - 1; j >= 0; --j) {
-#pragma unroll
-    for (int k = 0; k < N; ++k) ts.gx[k][j] = fmaf(Q, cr[k], ts.gx[k][j]);
-    Q *= c.a[j];
+    for (int j = kE - 1; j >= 0; --j) {
+      Q *= c.a[j + 1];
+      ts.gx[k][j] = fmaf(Q, cr[k], ts.gx[k][j]);
+    }
   }
 
   if constexpr (kStrict) {
@@ -192,18 +206,20 @@ __device__ void scan_tile(const Ctx& c, const float (&v)[N][kE], const Carries<N
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < N; ++k) {
-      float cur = c.lsrc >= 0 ? sh.slots[c.lsrc * 2 * N + k] : in.sl[k];
-#pragma unroll
-      for (int j = 0; j < kE; ++j) {
-        if (!c.tied(j)) cur = c.a[j] * (j > 0 ? ts.il[k][j - 1] : cl[k]);
-        ts.sl[k][j] = cur;
-      }
-      cur = c.rsrc >= 0 ? sh.slots[c.rsrc * 2 * N + N + k] : in.sr[k];
+      float cur = c.rsrc >= 0 ? sh.slots[c.rsrc * 2 * N + N + k] : in.sr[k];
 #pragma unroll
       for (int j = kE - 1; j >= 0; --j) {
         if (!c.tied(j + 1)) cur = ts.gx[k][j];
-        ts.sr[k][j] = cur;
+        ts.w[k][j] = cur;  // SR for now
       }
+      ts.sr_first[k] = cur;
+      cur = c.lsrc >= 0 ? sh.slots[c.lsrc * 2 * N + k] : in.sl[k];
+#pragma unroll
+      for (int j = 0; j < kE; ++j) {
+        if (!c.tied(j)) cur = c.a[j] * (j > 0 ? ts.il[k][j - 1] : cl[k]);
+        ts.w[k][j] -= cur;
+      }
+      ts.sl_last[k] = cur;
     }
   }
 }
@@ -241,7 +257,7 @@ __device__ void row_sweeps(const RowEnv& env, Ctx& c, Shared<N>& sh, float* carr
   Carries<N> in = zero_carries<N>();
   for (int k = 0; k < env.tiles; ++k) {  // left to right: carries of the left sums
     const int start = k * env.tile;
-    load_ctx<kStrict>(c, env, start, sh.ints);
+    load_ctx<kStrict>(c, env, start, sh.tile);
     if (threadIdx.x == 0)
 #pragma unroll
       for (int q = 0; q < N; ++q) {
@@ -255,19 +271,18 @@ __device__ void row_sweeps(const RowEnv& env, Ctx& c, Shared<N>& sh, float* carr
 #pragma unroll
       for (int q = 0; q < N; ++q) {
         sh.bcast[q] = ts.il[q][kE - 1];
-        if constexpr (kStrict) sh.bcast[N + q] = ts.sl[q][kE - 1];
+        if constexpr (kStrict) sh.bcast[N + q] = ts.sl_last[q];
       }
-    __syncthreads();
+    __syncthreads();  // (the next write of bcast follows load_ctx's barrier)
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       in.il[q] = sh.bcast[q];
       in.sl[q] = kStrict ? sh.bcast[N + q] : 0.f;
     }
-    __syncthreads();
   }
   Carries<N> right = zero_carries<N>();
   for (int k = env.tiles - 1; k >= 0; --k) {  // right to left: results
-    load_ctx<kStrict>(c, env, k * env.tile, sh.ints);
+    load_ctx<kStrict>(c, env, k * env.tile, sh.tile);
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       right.il[q] = carry[(k * 2 + 0) * N + q];
@@ -280,7 +295,7 @@ __device__ void row_sweeps(const RowEnv& env, Ctx& c, Shared<N>& sh, float* carr
 #pragma unroll
       for (int q = 0; q < N; ++q) {
         sh.bcast[q] = v[q][0] + ts.gx[q][0];  // IR at the tile's first position
-        if constexpr (kStrict) sh.bcast[N + q] = ts.sr[q][0];
+        if constexpr (kStrict) sh.bcast[N + q] = ts.sr_first[q];
       }
     __syncthreads();
 #pragma unroll
@@ -288,7 +303,6 @@ __device__ void row_sweeps(const RowEnv& env, Ctx& c, Shared<N>& sh, float* carr
       right.ir[q] = sh.bcast[q];
       right.sr[q] = kStrict ? sh.bcast[N + q] : 0.f;
     }
-    __syncthreads();
   }
 }
 

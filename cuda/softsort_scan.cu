@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kMaxThreads) norm_kernel(const Args a) {
   float* carry = a.tile_carry + int64_t(b) * env.tiles * 4;
   float* out = a.inv_z + int64_t(b) * env.L;
   Ctx c;
-  if (env.tiles == 1) load_ctx<false>(c, env, 0, sh.ints);
+  if (env.tiles == 1) load_ctx<false>(c, env, 0, sh.tile);
   row_sweeps<1, false>(
       env, c, sh, carry,
       [&](const Ctx& c, float (&v)[1][kE]) {
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
   }
   float* carry = a.tile_carry + int64_t(b) * env.tiles * 4;
   Ctx c;
-  if (env.tiles == 1) load_ctx<true>(c, env, 0, sh.ints);
+  if (env.tiles == 1) load_ctx<true>(c, env, 0, sh.tile);
   row_sweeps<2, true>(
       env, c, sh, carry,
       [&](const Ctx& c, float (&v)[2][kE]) {
@@ -77,8 +77,7 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
         for (int j = 0; j < kE; ++j)
           if (j < c.n) {
             const int i = c.s + j;
-            const float dkv = -a.inv_tau * (Q[i] - v[1][j] * (ts.sr[0][j] - ts.sl[0][j]) -
-                                            (ts.sr[1][j] - ts.sl[1][j]));
+            const float dkv = -a.inv_tau * (Q[i] - v[1][j] * ts.w[0][j] - ts.w[1][j]);
             if (a.dscores)
               a.dscores[int64_t(b) * L + c.perm[j]] = a.sign * dkv;
             else

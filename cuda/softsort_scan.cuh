@@ -26,7 +26,7 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
   Ctx c;
   if (env.tiles == 1 && !a.hard) {
-    load_ctx<false>(c, env, 0, sh.ints);
+    load_ctx<false>(c, env, 0, sh.tile);
     normalize_in_block(c, sh);
   }
   pipe.prologue();
@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   constexpr int N = kScore ? 1 : 2;  // sequences scanned: gh only, or y and gh
   extern __shared__ __align__(16) unsigned char dyn[];
   __shared__ Shared<N> sh;
-  __shared__ float red[32];
+  __shared__ float dw_warps[2][32];  // kScore: per-warp sums of dw for two rows
   const int b = int(blockIdx.y), L = a.L, D = a.D;
   const ChannelRange cr(D);
   if (cr.rows() <= 0) return;
@@ -88,12 +88,18 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
   const float* dk = a.dk + int64_t(b) * L;
 
+  // Single tiles: the thread's sums of q and c over the block's rows (shared memory, not
+  // registers: the scans need those).
+  __shared__ float qc_acc[kScore ? 1 : 2][kScore ? 1 : kE][kScore ? 1 : kMaxThreads];
   Ctx c;
-  float qacc[kE], cacc[kE], dks[kE];
+  float dks[kE];
 #pragma unroll
-  for (int j = 0; j < kE; ++j) qacc[j] = cacc[j] = dks[j] = 0.f;
+  for (int j = 0; j < kE; ++j) {
+    dks[j] = 0.f;
+    if (!kScore) qc_acc[0][j][threadIdx.x] = qc_acc[1][j][threadIdx.x] = 0.f;
+  }
   if (env.tiles == 1) {
-    load_ctx<!kScore>(c, env, 0, sh.ints);
+    load_ctx<!kScore>(c, env, 0, sh.tile);
     normalize_in_block(c, sh);
     if (kScore)
 #pragma unroll
@@ -141,6 +147,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
 #pragma unroll
         for (int j = 0; j < kE; ++j)
           dkt[j] = env.tiles == 1 ? dks[j] : (j < c.n ? dk[c.s + j] : 0.f);
+        if (a.hard) load_run<T, kE>(grow, gl, c.s, L, graw);  // dx: g through the permutation
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
           const float ds = a.sign * dkt[j];  // dscores at perm_j
@@ -149,18 +156,19 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
         }
       } else {
         float q[kE], cc[kE];
+        if (a.hard) load_run<T, kE>(grow, gl, c.s, L, graw);
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
           const float out = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
-          q[j] = v[G][j] * (ts.sr[0][j] - ts.sl[0][j]) + v[0][j] * (ts.sr[G][j] - ts.sl[G][j]);
+          q[j] = v[G][j] * ts.w[0][j] + v[0][j] * ts.w[G][j];
           cc[j] = v[G][j] * out;
           val[j] = a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j];
         }
         if (env.tiles == 1) {
 #pragma unroll
           for (int j = 0; j < kE; ++j) {
-            qacc[j] += q[j];
-            cacc[j] += cc[j];
+            qc_acc[0][j][threadIdx.x] += q[j];
+            qc_acc[1][j][threadIdx.x] += cc[j];
           }
         } else {
 #pragma unroll
@@ -181,15 +189,29 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
       copy_row(dxrow, dx_smem, L);
     }
     if (kScore) {
-      const float s = block_sum(dwacc, red);
-      if (threadIdx.x == 0) a.dw_part[b * D + cr.d0 + r] = s;
+      // dw of this row: warp sums now, their sum once the next row's scans have passed a
+      // barrier (no barrier of its own).
+      const float s = warp_sum(dwacc);
+      if ((threadIdx.x & 31) == 0) dw_warps[r & 1][threadIdx.x >> 5] = s;
+      if (r > 0 && threadIdx.x == 0) a.dw_part[b * D + cr.d0 + r - 1] = sum_warps(dw_warps[(r - 1) & 1]);
     }
   }
-  if (!kScore && env.tiles == 1) {
-    if (c.n > 0) {
-      store_run<float, kE>(part, c.s, L, qacc);
-      store_run<float, kE>(part + L, c.s, L, cacc);
+  if (kScore) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const int r = cr.rows() - 1;
+      a.dw_part[b * D + cr.d0 + r] = sum_warps(dw_warps[r & 1]);
     }
+  }
+  if (!kScore && env.tiles == 1 && c.n > 0) {
+    float qacc[kE], cacc[kE];
+#pragma unroll
+    for (int j = 0; j < kE; ++j) {
+      qacc[j] = qc_acc[0][j][threadIdx.x];
+      cacc[j] = qc_acc[1][j][threadIdx.x];
+    }
+    store_run<float, kE>(part, c.s, L, qacc);
+    store_run<float, kE>(part + L, c.s, L, cacc);
   }
 }
 

@@ -14,6 +14,7 @@ set(S6KIT_CUDA_SOURCES
   cuda/softsort_aux.cu
   cuda/softsort_band.cu
   cuda/softsort_launch.cu
+  cuda/softsort_rank.cu
   cuda/softsort_scan.cu
   cuda/softsort_scan_bf16.cu
   cuda/softsort_scan_f16.cu

@@ -22,6 +22,27 @@ def make_scores(batch: int, L: int, kind: str, generator: torch.Generator) -> to
     raise ValueError(kind)
 
 
+def exact_score_inputs(batch: int, dim: int, L: int, generator: torch.Generator,
+                       w_scale: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 tokens x (batch, dim, L) and weights w (dim,) whose scores s_l = <w, x_l> come out
+    exactly, in float32 as in float64 and in any summation order, so that every implementation
+    sorts the same keys.
+
+    The p = 1 SoftSort's gradient for the scores jumps where two scores cross: the gradient of
+    sorted position i moves from one token to the other (dscores changes by O(1) for both, and
+    score_and_permute's dx by that times w). Two float32 summation orders that differ in the last
+    bit reorder near-tied pairs (a few per 10^4 tokens), so comparing their gradients compares two
+    sides of a jump. Here x is a multiple of 1/64 in [-4, 4] (exact in bfloat16) and w a multiple
+    of 1/256: products are multiples of 2^-14 and every partial sum stays below 2^10, within the
+    24 bits of a float32 significand. Ties are then exact and every kernel breaks them the same
+    (stable) way."""
+    x = (torch.randn(batch, dim, L, dtype=torch.float64, generator=generator) * 64).round()
+    x = x.clamp(-256, 256) / 64
+    w = (torch.randn(dim, dtype=torch.float64, generator=generator) * w_scale * 256).round() / 256
+    assert 4 * w.abs().sum().item() < 2 ** 10, "partial sums would leave the exact range"
+    return x, w
+
+
 def soft_permute_case(x, scores, g, **kw):
     """(out, dx, dscores) of the reference in float64."""
     x = x.detach().double().requires_grad_(True)

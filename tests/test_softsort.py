@@ -97,6 +97,25 @@ def test_exact_ties(kind, p, descending, L):
     _check_soft_permute(x, s, g, tau=0.7, p=p, descending=descending)
 
 
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, F64), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("descending", [True, False])
+def test_signed_zero_scores_are_one_tie(dtype, rtol, descending):
+    """-0.0 and +0.0 are equal scores: sorted keys then alternate signs of zero, and the gap
+    between them (-0.0 or +0.0) must give the decay 1, as any other tie."""
+    x, s, g = _inputs(2, 3, 40, "ties", seed=12)
+    s[:, ::3] = 0.0
+    s[:, 1::3] = -0.0
+    got = run(s6kit.soft_permute, x.to(dtype), s.to(dtype), g.to(dtype), tau=0.3,
+              descending=descending)
+    expected = soft_permute_case(x, s, g, tau=0.3, descending=descending)
+    for name, a, e in zip(("out", "dx", "dscores"), got, expected):
+        assert_close(a, e, rtol, name)
+    # The ranking keeps the order of tied zeros, as torch.sort(stable=True) does.
+    hard = s6kit.soft_permute(x, s, hard=True, descending=descending)
+    order = torch.sort(s, dim=-1, descending=descending, stable=True).indices
+    assert torch.equal(hard, torch.gather(x, 2, order.unsqueeze(1).expand_as(x)))
+
+
 def test_tie_pairs_do_not_move_scores():
     """Two tokens with one score and nothing else: their mutual weight carries no gradient."""
     x = torch.randn(1, 3, 2, dtype=torch.float64)
@@ -352,20 +371,28 @@ def test_bad_input_score_and_permute():
 def test_core_rejects_bad_descriptors():
     """The compiled core checks everything again (shape, dtype, layout) with clear messages."""
     x = torch.randn(2, 3, 5)
-    t = torch.randn(2, 5)
-    perm = torch.arange(5).repeat(2, 1)
-    out = torch.empty(2, 3, 5)
+    s = torch.randn(2, 5)
+    out, t = torch.empty(2, 3, 5), torch.empty(2, 5)
+    perm = torch.empty(2, 5, dtype=torch.int64)
     alloc = lambda n: None  # noqa: E731  (never called on the CPU)
 
-    def fwd(x=x, t=t, perm=perm, out=out, tau=1.0, p=1.0):
-        _C.softsort_fwd(desc(x, "t", "x"), desc(t, "t", "sorted_scores"), desc(perm, "t", "perm"),
-                        desc(out, "t", "out"), tau, p, False, True, alloc, 0, 1)
+    def fwd(x=x, s=s, w=None, out=out, t=t, perm=perm, tau=1.0, p=1.0):
+        _C.softsort_fwd(desc(x, "t", "x"), desc(s, "t", "scores"), desc(w, "t", "w"),
+                        desc(out, "t", "out"), desc(t, "t", "sorted_scores"),
+                        desc(perm, "t", "perm"), tau, p, False, True, alloc, 0, 1)
 
     fwd()
+    assert torch.equal(perm, torch.sort(s, dim=-1, descending=True, stable=True).indices)
     with pytest.raises(ValueError, match="'perm' must be int64"):
         fwd(perm=perm.int())
     with pytest.raises(ValueError, match="'sorted_scores' must be float32"):
         fwd(t=t.double())
+    with pytest.raises(ValueError, match="'scores' must be float32"):
+        fwd(s=s.double())
+    with pytest.raises(ValueError, match="'scores' or 'w': exactly one"):
+        fwd(w=torch.randn(3))
+    with pytest.raises(ValueError, match="'w' must have shape"):
+        fwd(s=None, w=torch.randn(4))
     with pytest.raises(ValueError, match="'out' must have shape"):
         fwd(out=torch.empty(2, 3, 4))
     with pytest.raises(ValueError, match="'out' must be contiguous"):

@@ -22,6 +22,16 @@ void softsort_scores(const SoftSortScoreParams& p, void* stream, int num_threads
 #endif
 }
 
+void softsort_rank(const SoftSortRankParams& p, void* stream, int num_threads) {
+  if (p.device == Device::cpu) return softsort_rank_cpu(p, num_threads);
+#ifdef S6KIT_WITH_CUDA
+  return softsort_rank_cuda(p, stream);
+#else
+  (void)stream;
+  no_cuda("soft_permute");
+#endif
+}
+
 void softsort_fwd(const SoftSortParams& p, void* stream, int num_threads) {
   if (p.device == Device::cpu) return softsort_fwd_cpu(p, num_threads);
 #ifdef S6KIT_WITH_CUDA
@@ -46,6 +56,15 @@ int64_t softsort_fwd_workspace_bytes(const SoftSortParams& p) {
   if (p.device == Device::cpu) return 0;  // CPU scratch is internal
 #ifdef S6KIT_WITH_CUDA
   return softsort_fwd_workspace_bytes_cuda(p);
+#else
+  no_cuda("soft_permute");
+#endif
+}
+
+int64_t softsort_rank_workspace_bytes(const SoftSortRankParams& p) {
+  if (p.device == Device::cpu) return 0;
+#ifdef S6KIT_WITH_CUDA
+  return softsort_rank_workspace_bytes_cuda(p);
 #else
   no_cuda("soft_permute");
 #endif

@@ -156,4 +156,46 @@ SoftSortScoreParams make_softsort_score_params(const TensorDesc& x, const Tensor
   return p;
 }
 
+SoftSortRankParams make_softsort_rank_params(const char* op, const TensorDesc& x, OptDesc scores,
+                                             OptDesc w, const TensorDesc& sorted_scores,
+                                             const TensorDesc& perm, bool descending) {
+  Checker ck(op);
+  check_tokens(ck, x, "x");
+  SoftSortRankParams p;
+  p.batch = x.shape[0];
+  p.dim = x.shape[1];
+  p.seqlen = x.shape[2];
+  p.descending = descending;
+  p.input_type = x.dtype;
+  p.acc_type = acc_type_of(x.dtype);
+  p.device = x.device;
+  p.device_index = x.device_index;
+  p.x = x.data;
+  p.x_batch_stride = x.strides[0];
+  p.x_dim_stride = x.strides[1];
+  const char* why = p.acc_type == DType::f64 ? " (float64 tokens take float64 scores)"
+                                             : " (scores are sorted in float32)";
+  if ((scores == nullptr) == (w == nullptr))
+    ck.fail("scores", "or 'w': exactly one of them must be given");
+  if (w) {
+    check_dense(ck, *w, "w", {p.dim}, "(dim,)", p.acc_type, " (the scoring weights)", x, "x");
+    p.with_w = true;
+    p.w = w->data;
+  } else {
+    check_dense(ck, *scores, "scores", {p.batch, p.seqlen}, "(batch, L)", p.acc_type, why, x,
+                "x");
+    p.scores = scores->data;
+  }
+  check_dense(ck, sorted_scores, "sorted_scores", {p.batch, p.seqlen}, "(batch, L)", p.acc_type,
+              why, x, "x");
+  check_dense(ck, perm, "perm", {p.batch, p.seqlen}, "(batch, L)", DType::i64,
+              " (the stable argsort of the scores)", x, "x");
+  if (x.device == Device::cuda)
+    ck.require(p.batch * p.seqlen < (int64_t(1) << 31), "x",
+               "has more than 2^31 - 1 tokens in all (batch * L) on CUDA, got " + x.shape_str());
+  p.sorted_scores = sorted_scores.data;
+  p.perm = static_cast<int64_t*>(perm.data);
+  return p;
+}
+
 }  // namespace s6kit

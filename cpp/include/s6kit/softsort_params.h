@@ -77,6 +77,27 @@ struct SoftSortBwdParams : SoftSortParams {
   void* dw = nullptr;
 };
 
+// The ranking that precedes the forward: the scores (given, or s = <w, x_l> from the tokens)
+// sorted stably along L into the sorted scores t and the permutation perm of SoftSortParams.
+// Order as torch.sort(stable=True): NaN above +inf, -0.0 equal to +0.0 (t holds +0.0 for both
+// and NaN for every NaN).
+struct SoftSortRankParams {
+  int64_t batch = 0, dim = 0, seqlen = 0;
+  bool descending = true;
+  DType input_type = DType::f32;  // x
+  DType acc_type = DType::f32;    // scores, w, sorted_scores
+  Device device = Device::cpu;
+  int device_index = 0;
+  const void* x = nullptr;  int64_t x_batch_stride = 0, x_dim_stride = 0;
+  bool with_w = false;           // scores from the tokens and w, else given
+  const void* w = nullptr;       // (dim,), contiguous
+  const void* scores = nullptr;  // (batch, L), contiguous
+  void* sorted_scores = nullptr;  // (batch, L), contiguous
+  int64_t* perm = nullptr;        // (batch, L), contiguous
+  void* workspace = nullptr;      // softsort_rank_workspace_bytes
+  int64_t workspace_bytes = 0;
+};
+
 // Importance scores s[b, l] = sum_d w[d] x[b, d, l] (paper eq. 14 with w = S_Delta^T K).
 struct SoftSortScoreParams {
   int64_t batch = 0, dim = 0, seqlen = 0;

@@ -3,6 +3,8 @@
 #include <pybind11/functional.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+
 #include "desc.h"
 #include "s6kit/softsort.h"
 
@@ -30,23 +32,33 @@ void* workspace(const char* op, const py::function& alloc, int64_t bytes) {
   return to_desc(op, "workspace", alloc(bytes)).data;
 }
 
-void scores(py::handle x, py::handle w, py::handle s, uintptr_t stream, int num_threads) {
-  const char* op = "score_and_permute";
-  const SoftSortScoreParams p =
-      make_softsort_score_params(to_desc(op, "x", x), to_desc(op, "w", w), to_desc(op, "scores", s));
+// The forward in one call: the ranking (scores from w when given, the stable sort) into
+// sorted_scores and perm, then the reordering into out. One workspace serves both (they run one
+// after the other on the stream).
+void fwd(py::handle x, py::handle scores, py::handle w, py::handle out, py::handle sorted_scores,
+         py::handle perm, double tau, double p_exp, bool hard, bool descending,
+         const py::function& alloc, uintptr_t stream, int num_threads) {
+  const char* op = w.is_none() ? kOp : "score_and_permute";
+  const OptionalDesc os(op, "scores", scores), ow(op, "w", w);
+  const TensorDesc tx = to_desc(op, "x", x), tt = to_desc(op, "sorted_scores", sorted_scores),
+                   tp = to_desc(op, "perm", perm);
+  SoftSortRankParams rp = make_softsort_rank_params(op, tx, os.ptr(), ow.ptr(), tt, tp, descending);
+  SoftSortInputs in;
+  in.x = tx;
+  in.sorted_scores = tt;
+  in.perm = tp;
+  in.tau = tau;
+  in.p = p_exp;
+  in.hard = hard;
+  in.descending = descending;
+  SoftSortParams fp = make_softsort_params(in, to_desc(op, "out", out));
+  const int64_t bytes = std::max(softsort_rank_workspace_bytes(rp), softsort_fwd_workspace_bytes(fp));
+  void* ws = workspace(op, alloc, bytes);
+  rp.workspace = fp.workspace = ws;
+  rp.workspace_bytes = fp.workspace_bytes = bytes;
   py::gil_scoped_release release;
-  softsort_scores(p, reinterpret_cast<void*>(stream), num_threads);
-}
-
-void fwd(py::handle x, py::handle sorted_scores, py::handle perm, py::handle out, double tau,
-         double p_exp, bool hard, bool descending, const py::function& alloc, uintptr_t stream,
-         int num_threads) {
-  SoftSortParams p = make_softsort_params(
-      inputs(kOp, x, sorted_scores, perm, tau, p_exp, hard, descending), to_desc(kOp, "out", out));
-  p.workspace_bytes = softsort_fwd_workspace_bytes(p);
-  p.workspace = workspace(kOp, alloc, p.workspace_bytes);
-  py::gil_scoped_release release;
-  softsort_fwd(p, reinterpret_cast<void*>(stream), num_threads);
+  softsort_rank(rp, reinterpret_cast<void*>(stream), num_threads);
+  softsort_fwd(fp, reinterpret_cast<void*>(stream), num_threads);
 }
 
 void bwd(py::handle x, py::handle sorted_scores, py::handle perm, py::handle dout, py::handle dx,
@@ -71,12 +83,11 @@ void bwd(py::handle x, py::handle sorted_scores, py::handle perm, py::handle dou
 }  // namespace
 
 void bind_softsort(py::module_& m) {
-  m.def("softsort_scores", &scores, "Importance scores s = x . w on descriptors (see s6kit.ops.softsort)",
-        py::arg("x"), py::arg("w"), py::arg("scores"), py::arg("stream"), py::arg("num_threads"));
-  m.def("softsort_fwd", &fwd, "SoftSort reordering forward on descriptors (see s6kit.ops.softsort)",
-        py::arg("x"), py::arg("sorted_scores"), py::arg("perm"), py::arg("out"), py::arg("tau"),
-        py::arg("p"), py::arg("hard"), py::arg("descending"), py::arg("alloc"), py::arg("stream"),
-        py::arg("num_threads"));
+  m.def("softsort_fwd", &fwd,
+        "SoftSort forward on descriptors: ranking and reordering (see s6kit.ops.softsort)",
+        py::arg("x"), py::arg("scores"), py::arg("w"), py::arg("out"), py::arg("sorted_scores"),
+        py::arg("perm"), py::arg("tau"), py::arg("p"), py::arg("hard"), py::arg("descending"),
+        py::arg("alloc"), py::arg("stream"), py::arg("num_threads"));
   m.def("softsort_bwd", &bwd, "SoftSort reordering backward on descriptors (see s6kit.ops.softsort)",
         py::arg("x"), py::arg("sorted_scores"), py::arg("perm"), py::arg("dout"), py::arg("dx"),
         py::arg("dscores"), py::arg("w"), py::arg("dw"), py::arg("tau"), py::arg("p"),

@@ -54,9 +54,33 @@ inline void lane_store(T* p, const Lane<T>& v) { std::memcpy(p, &v, sizeof v); }
 template <typename acc_t>
 inline acc_t nan_value() { return std::numeric_limits<acc_t>::quiet_NaN(); }
 
+// Decay multipliers A in [0, 1] of the p = 1 scans, one value m that keeps the relative precision
+// of A at both ends (the CUDA kernels use the same encoding, cuda/softsort_device.cuh):
+//   sign bit clear: m = 1 - A with A >= 1/2;   sign bit set: m = -A with A < 1/2.
+// Decays of dense keys sit just below 1, where float32 stores 1 - A only to a multiple of 2^-24;
+// the gaps of sorted float32 keys have few significant bits, so that rounding is biased and adds
+// up along long rows. The complement keeps it exact to the last bit.
+template <typename acc_t>
+inline acc_t decay_multiplier(acc_t u) {  // exp(-u), u = gap / tau >= 0
+  if (!(u > 0)) return acc_t(0);  // also u = -0 (keys +0 after -0): A = 1
+  if (u < acc_t(0.69314718055994531)) return acc_t(-std::expm1(-double(u)));
+  return acc_t(-std::exp(-double(u)));
+}
+template <typename acc_t, typename V>
+inline V mul_apply(acc_t m, const V& h, const V& v) {  // A h + v
+  return std::signbit(m) ? (-m) * h + v : (h - m * h) + v;
+}
+template <typename acc_t, typename V>
+inline V mul_scale(acc_t m, const V& h) {  // A h
+  return std::signbit(m) ? (-m) * h : h - m * h;
+}
+template <typename acc_t>
+constexpr acc_t kMulZero = -acc_t(0);  // A = 0
+
 // What every channel of one batch element shares: keys in sorted order (non-increasing), the
-// permutation, and for p = 1 the decays a_i = exp(-(k_{i-1} - k_i) / tau) (a_0 = 0) and the
-// tie flags k_i == k_{i-1}; 1 / Z_i for both paths; the band [lo_i, hi_i] for general p.
+// permutation, and for p = 1 the decays a_i = exp(-(k_{i-1} - k_i) / tau) (a_0 = 0, encoded as
+// above) and the tie flags k_i == k_{i-1}; 1 / Z_i for both paths; the band [lo_i, hi_i] for
+// general p.
 template <typename acc_t>
 struct RowInfo {
   Vec<acc_t> key, decay, inv_z;
@@ -118,21 +142,21 @@ void fill_row_info(const SoftSortParams& p, int64_t b, bool weights, RowInfo<acc
     r.decay.resize(L);
     r.tie.resize(L);
     if (L > 0) {
-      r.decay[0] = 0;
+      r.decay[0] = kMulZero<acc_t>;
       r.tie[0] = 0;
     }
     for (int64_t i = 1; i < L; ++i) {
-      r.decay[i] = exp_neg((r.key[i - 1] - r.key[i]) * inv_tau);
+      r.decay[i] = decay_multiplier((r.key[i - 1] - r.key[i]) * inv_tau);
       r.tie[i] = r.key[i] == r.key[i - 1];
     }
     // Z = left inclusive + right exclusive scans of ones.
     Vec<acc_t> left(L);
     acc_t acc = 0;
-    for (int64_t i = 0; i < L; ++i) left[i] = acc = r.decay[i] * acc + acc_t(1);
+    for (int64_t i = 0; i < L; ++i) left[i] = acc = mul_apply(r.decay[i], acc, acc_t(1));
     acc = 0;
     for (int64_t i = L - 1; i >= 0; --i) {
       r.inv_z[i] = acc_t(1) / (left[i] + acc);
-      acc = r.decay[i] * (acc + acc_t(1));
+      acc = mul_scale(r.decay[i], acc + acc_t(1));
     }
   } else {
     const BandWeight<acc_t> wt = band_weight<acc_t>(p);

@@ -17,6 +17,9 @@
 #error "define S6KIT_ISA before including softsort_cpu_impl.h"
 #endif
 
+#include <type_traits>
+#include <utility>
+
 #include "s6kit/cpu/parallel.h"
 #include "softsort_cpu_band.h"
 #include "softsort_cpu_common.h"
@@ -59,6 +62,67 @@ void scores_typed(const SoftSortScoreParams& p, int num_threads) {
         for (int64_t l = 0; l < n; ++l) acc[l] += wd * load<acc_t>(x[l]);
       }
       std::copy(acc, acc + n, static_cast<acc_t*>(p.scores) + b * L + l0);
+    }
+  });
+}
+
+// Sort keys: unsigned integers ordered as torch.sort(stable=True) orders the scores (NaN above
+// +inf, -0.0 equal to +0.0), complemented for a descending sort; with the index as the second
+// key, ties keep their order in both directions.
+template <typename acc_t>
+using KeyBits = std::conditional_t<sizeof(acc_t) == 8, uint64_t, uint32_t>;
+
+template <typename acc_t>
+inline acc_t canonical_score(acc_t s) {
+  if (std::isnan(s)) return std::numeric_limits<acc_t>::quiet_NaN();
+  return s == 0 ? acc_t(0) : s;
+}
+
+template <typename acc_t>
+inline KeyBits<acc_t> sort_key(acc_t s, bool descending) {
+  using U = KeyBits<acc_t>;
+  const acc_t c = canonical_score(s);
+  U u;
+  std::memcpy(&u, &c, sizeof u);
+  const U top = U(1) << (8 * sizeof(U) - 1);
+  u = (u & top) ? U(~u) : U(u | top);
+  return descending ? U(~u) : u;
+}
+
+// sorted_scores and perm of every batch element (scores first, from w, when given).
+template <typename in_t, typename acc_t>
+void rank_typed(const SoftSortRankParams& p, int num_threads) {
+  const int64_t B = p.batch, L = p.seqlen;
+  if (B * L == 0) return;
+  Vec<acc_t> computed;
+  const acc_t* scores = static_cast<const acc_t*>(p.scores);
+  if (p.with_w) {
+    computed.resize(B * L);
+    SoftSortScoreParams sp;
+    sp.batch = B;
+    sp.dim = p.dim;
+    sp.seqlen = L;
+    sp.x = p.x;
+    sp.x_batch_stride = p.x_batch_stride;
+    sp.x_dim_stride = p.x_dim_stride;
+    sp.w = p.w;
+    sp.scores = computed.data();
+    scores_typed<in_t, acc_t>(sp, num_threads);
+    scores = computed.data();
+  }
+  using U = KeyBits<acc_t>;
+  parallel_for(B, num_threads, 40.0 * L, [&](int64_t begin, int64_t end) {
+    Vec<std::pair<U, int64_t>> order(L);
+    for (int64_t b = begin; b < end; ++b) {
+      const acc_t* s = scores + b * L;
+      for (int64_t l = 0; l < L; ++l) order[l] = {sort_key(s[l], p.descending), l};
+      std::sort(order.begin(), order.end());
+      acc_t* t = static_cast<acc_t*>(p.sorted_scores) + b * L;
+      int64_t* perm = p.perm + b * L;
+      for (int64_t i = 0; i < L; ++i) {
+        perm[i] = order[i].second;
+        t[i] = canonical_score(s[order[i].second]);
+      }
     }
   });
 }
@@ -287,6 +351,10 @@ void bwd_typed(const SoftSortBwdParams& p, int num_threads) {
 
 void softsort_scores(const SoftSortScoreParams& p, int num_threads) {
   S6KIT_SOFTSORT_DISPATCH(p.input_type, (softsort::scores_typed<in_t, acc_t>(p, num_threads)));
+}
+
+void softsort_rank(const SoftSortRankParams& p, int num_threads) {
+  S6KIT_SOFTSORT_DISPATCH(p.input_type, (softsort::rank_typed<in_t, acc_t>(p, num_threads)));
 }
 
 void softsort_fwd(const SoftSortParams& p, int num_threads) {

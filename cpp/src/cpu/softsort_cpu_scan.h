@@ -2,7 +2,8 @@
 // O(L) per channel, vectorised over kLanes channels (DESIGN.md, "Importance scoring and
 // SoftSort").
 //
-// With a_i = exp(-(k_{i-1} - k_i) / tau) (keys k non-increasing):
+// With a_i = exp(-(k_{i-1} - k_i) / tau) (keys k non-increasing; multipliers encoded as in
+// softsort_cpu_common.h):
 //   IL_i = a_i IL_{i-1} + v_i                 sum over j <= i of K_ij v_j
 //   IR_i = a_{i+1} IR_{i+1} + v_i             sum over j >= i
 //   (K v)_i = IL_i + a_{i+1} IR_{i+1}
@@ -23,16 +24,16 @@ void strict_diff(const RowInfo<acc_t>& r, int64_t L, const acc_t* v, acc_t* out)
   const acc_t* a = r.decay.data();
   acc_t il = 0, sl = 0;
   for (int64_t i = 0; i < L; ++i) {
-    if (!r.tie[i]) sl = a[i] * il;
-    il = a[i] * il + v[i];
+    if (!r.tie[i]) sl = mul_scale(a[i], il);
+    il = mul_apply(a[i], il, v[i]);
     out[i] = -sl;
   }
   acc_t ir = 0, sr = 0;
   for (int64_t i = L - 1; i >= 0; --i) {
-    const acc_t an = i + 1 < L ? a[i + 1] : acc_t(0);
+    const acc_t an = i + 1 < L ? a[i + 1] : kMulZero<acc_t>;
     const bool tn = i + 1 < L && r.tie[i + 1];
-    if (!tn) sr = an * ir;
-    ir = an * ir + v[i];
+    if (!tn) sr = mul_scale(an, ir);
+    ir = mul_apply(an, ir, v[i]);
     out[i] += sr;
   }
 }
@@ -47,13 +48,13 @@ void scan_fwd_lanes(const SoftSortParams& p, const RowInfo<acc_t>& r, int64_t b,
   const acc_t* a = r.decay.data();
   Lane<acc_t> acc = {};
   for (int64_t i = 0; i < L; ++i) {
-    acc = a[i] * acc + lane_load(y + i * V);
+    acc = mul_apply(a[i], acc, lane_load(y + i * V));
     lane_store(f + i * V, acc);
   }
   Lane<acc_t> g = {};
   for (int64_t i = L - 1; i >= 0; --i) {
     lane_store(f + i * V, (lane_load(f + i * V) + g) * r.inv_z[i]);
-    g = a[i] * (g + lane_load(y + i * V));
+    g = mul_scale(a[i], g + lane_load(y + i * V));
   }
   store_lanes<in_t>(static_cast<in_t*>(p.out) + (b * p.dim + d0) * L, L, nc, f);
 }
@@ -106,15 +107,15 @@ void scan_bwd_lanes(const SoftSortBwdParams& p, const RowInfo<acc_t>& r, int64_t
       const acc_t ai = a[i];
       if (kScores) {
         if (!r.tie[i]) {
-          sly = ai * ily;
-          slg = ai * ilg;
+          sly = mul_scale(ai, ily);
+          slg = mul_scale(ai, ilg);
         }
-        ily = ai * ily + lane_load(y + i * V);
+        ily = mul_apply(ai, ily, lane_load(y + i * V));
         lane_store(s.sly.data() + i * V, sly);
         lane_store(s.slg.data() + i * V, slg);
         lane_store(s.ily.data() + i * V, ily);
       }
-      ilg = ai * ilg + lane_load(gh + i * V);
+      ilg = mul_apply(ai, ilg, lane_load(gh + i * V));
       lane_store(s.ilg.data() + i * V, ilg);
     }
   }
@@ -125,10 +126,10 @@ void scan_bwd_lanes(const SoftSortBwdParams& p, const RowInfo<acc_t>& r, int64_t
   in_t* dx = static_cast<in_t*>(p.dx) + (b * p.dim + d0) * L;
   const acc_t* w = kMode == ScanBwdMode::kDxScore ? static_cast<const acc_t*>(p.w) + d0 : nullptr;
   for (int64_t i = L - 1; i >= 0; --i) {
-    const acc_t an = i + 1 < L ? a[i + 1] : acc_t(0);
+    const acc_t an = i + 1 < L ? a[i + 1] : kMulZero<acc_t>;
     const bool tn = i + 1 < L && r.tie[i + 1];
     const Lane<acc_t> yi = lane_load(y + i * V), gi = lane_load(gh + i * V);
-    const Lane<acc_t> ry = an * iry, rg = an * irg;  // sums over j > i
+    const Lane<acc_t> ry = mul_scale(an, iry), rg = mul_scale(an, irg);  // sums over j > i
     acc_t dy[V];
     lane_store(dy, lane_load(s.ilg.data() + i * V) + rg);
     irg = rg + gi;

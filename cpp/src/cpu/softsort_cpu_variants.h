@@ -6,6 +6,7 @@
 #define S6KIT_DECLARE_SOFTSORT_VARIANT(ISA)                                  \
   namespace s6kit::cpu::ISA {                                                \
   void softsort_scores(const SoftSortScoreParams& p, int num_threads);       \
+  void softsort_rank(const SoftSortRankParams& p, int num_threads);          \
   void softsort_fwd(const SoftSortParams& p, int num_threads);               \
   void softsort_bwd(const SoftSortBwdParams& p, int num_threads);            \
   }

@@ -1,4 +1,4 @@
-"""SoftSort token reordering on s6kit's kernels: torch.library custom ops with autograd.
+"""SoftSort token reordering on s6kit's kernels, with autograd.
 
 ``soft_permute(x, scores)`` reorders tokens x (batch, dim, L) by the SoftSort relaxation of the
 argsort of ``scores`` (batch, L): ``x'[:, :, i] = sum_j P[i, j] x[:, :, j]`` with
@@ -11,8 +11,10 @@ the pairs whose weight is exactly 0 (see ``s6kit/softsort_params.h``).
 w = S_Delta^T K) and, in its backward, the gradients of x through both the scores and the
 reordering and the gradient of w, in two sweeps over the tokens.
 
-Sorting is torch's stable sort. Both ops have fake implementations, so
-``torch.compile(fullgraph=True)`` traces through them.
+Sorting is stable (ties keep their order, NaN sorts above +inf, -0.0 equals +0.0), as
+torch.sort(stable=True), and happens inside the core: a forward is one call into it, a backward
+another. In eager mode the ops are autograd Functions; under torch.compile they are custom ops with
+fake implementations, so ``torch.compile(fullgraph=True)`` traces through them.
 
 Precision: 16- and 32-bit tokens are reordered in float32 arithmetic with float32 scores; float64
 tokens (CPU only) in float64.
@@ -27,47 +29,62 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .._core import _C, byte_allocator, desc, num_threads, stream_of
 
 _OP = "soft_permute"
 _SCORE_OP = "score_and_permute"
 
+# The current stream as an integer in one call (torch.cuda.current_stream builds a Stream object).
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _stream(x: Tensor) -> int:
+    if not x.is_cuda:
+        return 0
+    return _raw_stream(x.get_device()) if _raw_stream is not None else stream_of(x)
+
+
+def _threads(x: Tensor) -> int:
+    return 1 if x.is_cuda else num_threads()
+
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _sort(key: Tensor, descending: bool) -> tuple[Tensor, Tensor]:
-    """Sorted scores and the stable argsort (int64) along L."""
-    return torch.sort(key, dim=-1, descending=descending, stable=True)
-
-
-def _permute(x: Tensor, t: Tensor, perm: Tensor, tau: float, p: float, hard: bool,
-             descending: bool, op: str) -> Tensor:
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+def _forward(x: Tensor, scores: Tensor | None, w: Tensor | None, tau: float, p: float,
+             hard: bool, descending: bool, op: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(out, sorted scores, perm): one call into the core ranks (scores from w when given, the
+    stable sort) and reorders."""
+    batch, _, L = x.shape
+    dev = x.device
+    out = torch.empty(x.shape, dtype=x.dtype, device=dev)
+    t = torch.empty((batch, L), dtype=_acc_dtype(x), device=dev)
+    perm = torch.empty((batch, L), dtype=torch.int64, device=dev)
     keep: list = []
     _C.softsort_fwd(
-        desc(x, op, "x"), desc(t, op, "sorted_scores"), desc(perm, op, "perm"),
-        desc(out, op, "out"), tau, p, hard, descending, byte_allocator(x.device, keep),
-        stream_of(x), num_threads(),
+        desc(x, op, "x"), desc(scores, op, "scores"), desc(w, op, "w"), desc(out, op, "out"),
+        desc(t, op, "sorted_scores"), desc(perm, op, "perm"), tau, p, hard, descending,
+        byte_allocator(dev, keep), _stream(x), _threads(x),
     )
-    return out
+    return out, t, perm
 
 
-def _backward_kernel(dout: Tensor, x: Tensor, t: Tensor, perm: Tensor, w: Tensor | None,
-                     tau: float, p: float, hard: bool, descending: bool,
-                     op: str) -> tuple[Tensor, Tensor]:
+def _backward(dout: Tensor, x: Tensor, t: Tensor, perm: Tensor, w: Tensor | None, tau: float,
+              p: float, hard: bool, descending: bool, op: str) -> tuple[Tensor, Tensor]:
     """(dx, dscores) without w, (dx, dw) with w."""
-    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    dscores = torch.empty(t.shape, dtype=t.dtype, device=t.device) if w is None else None
-    dw = None if w is None else torch.empty(w.shape, dtype=w.dtype, device=w.device)
+    dev = x.device
+    dx = torch.empty(x.shape, dtype=x.dtype, device=dev)
+    dscores = torch.empty(t.shape, dtype=t.dtype, device=dev) if w is None else None
+    dw = None if w is None else torch.empty(w.shape, dtype=w.dtype, device=dev)
     keep: list = []
     _C.softsort_bwd(
         desc(x, op, "x"), desc(t, op, "sorted_scores"), desc(perm, op, "perm"),
         desc(dout, op, "dout"), desc(dx, op, "dx"), desc(dscores, op, "dscores"),
         desc(w, op, "w"), desc(dw, op, "dw"), tau, p, hard, descending,
-        byte_allocator(x.device, keep), stream_of(x), num_threads(),
+        byte_allocator(dev, keep), _stream(x), _threads(x),
     )
     return dx, (dscores if w is None else dw)
 
@@ -81,13 +98,48 @@ def _fake_outputs(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     )
 
 
-# ---- soft_permute ------------------------------------------------------------------------------
+# ---- eager autograd --------------------------------------------------------------------------
+# Outside torch.compile the ops run through these Functions: one call into the core per
+# direction, without the dispatcher round trips of the custom ops below.
+
+class _SoftPermute(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scores, tau, p, hard, descending):
+        out, t, perm = _forward(x, scores, None, tau, p, hard, descending, _OP)
+        ctx.save_for_backward(x, t, perm)
+        ctx.hyper = (tau, p, hard, descending)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        x, t, perm = ctx.saved_tensors
+        dx, ds = _backward(dout, x, t, perm, None, *ctx.hyper, _OP)
+        return dx, ds, None, None, None, None
+
+
+class _ScoreAndPermute(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, tau, p, hard, descending):
+        out, t, perm = _forward(x, None, w, tau, p, hard, descending, _SCORE_OP)
+        ctx.save_for_backward(x, w, t, perm)
+        ctx.hyper = (tau, p, hard, descending)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        x, w, t, perm = ctx.saved_tensors
+        dx, dw = _backward(dout, x, t, perm, w, *ctx.hyper, _SCORE_OP)
+        return dx, dw, None, None, None, None
+
+
+# ---- custom ops (torch.compile traces through these) ------------------------------------------
 
 @torch.library.custom_op("s6kit::soft_permute_fwd", mutates_args=())
 def _soft_permute_fwd(x: Tensor, scores: Tensor, tau: float, p: float, hard: bool,
                       descending: bool) -> tuple[Tensor, Tensor, Tensor]:
-    t, perm = _sort(scores, descending)
-    return _permute(x, t, perm, tau, p, hard, descending, _OP), t, perm
+    return _forward(x, scores, None, tau, p, hard, descending, _OP)
 
 
 @_soft_permute_fwd.register_fake
@@ -98,7 +150,7 @@ def _soft_permute_fwd_fake(x, scores, tau, p, hard, descending):
 @torch.library.custom_op("s6kit::soft_permute_bwd", mutates_args=())
 def _soft_permute_bwd(dout: Tensor, x: Tensor, t: Tensor, perm: Tensor, tau: float, p: float,
                       hard: bool, descending: bool) -> tuple[Tensor, Tensor]:
-    return _backward_kernel(dout, x, t, perm, None, tau, p, hard, descending, _OP)
+    return _backward(dout, x, t, perm, None, tau, p, hard, descending, _OP)
 
 
 @_soft_permute_bwd.register_fake
@@ -122,16 +174,10 @@ def _soft_permute_backward(ctx, dout, _dt, _dperm):
 _soft_permute_fwd.register_autograd(_soft_permute_backward, setup_context=_soft_permute_setup)
 
 
-# ---- score_and_permute -------------------------------------------------------------------------
-
 @torch.library.custom_op("s6kit::score_and_permute_fwd", mutates_args=())
 def _score_and_permute_fwd(x: Tensor, w: Tensor, tau: float, p: float, hard: bool,
                            descending: bool) -> tuple[Tensor, Tensor, Tensor]:
-    scores = torch.empty((x.shape[0], x.shape[2]), dtype=w.dtype, device=x.device)
-    _C.softsort_scores(desc(x, _SCORE_OP, "x"), desc(w, _SCORE_OP, "w"),
-                       desc(scores, _SCORE_OP, "scores"), stream_of(x), num_threads())
-    t, perm = _sort(scores, descending)
-    return _permute(x, t, perm, tau, p, hard, descending, _SCORE_OP), t, perm
+    return _forward(x, None, w, tau, p, hard, descending, _SCORE_OP)
 
 
 @_score_and_permute_fwd.register_fake
@@ -143,7 +189,7 @@ def _score_and_permute_fwd_fake(x, w, tau, p, hard, descending):
 def _score_and_permute_bwd(dout: Tensor, x: Tensor, w: Tensor, t: Tensor, perm: Tensor,
                            tau: float, p: float, hard: bool,
                            descending: bool) -> tuple[Tensor, Tensor]:
-    return _backward_kernel(dout, x, t, perm, w, tau, p, hard, descending, _SCORE_OP)
+    return _backward(dout, x, t, perm, w, tau, p, hard, descending, _SCORE_OP)
 
 
 @_score_and_permute_bwd.register_fake
@@ -228,7 +274,10 @@ def soft_permute(
     _check_companion(scores, "scores", x, (x.shape[0], x.shape[2]), "(batch, L)", _OP)
     tau, p = _check_hyper(tau, p, _OP)
     scores = scores.to(_acc_dtype(x)).contiguous()
-    return _soft_permute_fwd(x, scores, tau, p, bool(hard), bool(descending))[0]
+    hard, descending = bool(hard), bool(descending)
+    if torch.compiler.is_compiling():
+        return _soft_permute_fwd(x, scores, tau, p, hard, descending)[0]
+    return _SoftPermute.apply(x, scores, tau, p, hard, descending)
 
 
 def score_and_permute(
@@ -252,4 +301,7 @@ def score_and_permute(
     w = w.to(_acc_dtype(x))
     if not w.is_contiguous():
         w = w.contiguous()
-    return _score_and_permute_fwd(x, w, tau, p, bool(hard), bool(descending))[0]
+    hard, descending = bool(hard), bool(descending)
+    if torch.compiler.is_compiling():
+        return _score_and_permute_fwd(x, w, tau, p, hard, descending)[0]
+    return _ScoreAndPermute.apply(x, w, tau, p, hard, descending)
