@@ -14,7 +14,7 @@ void softsort_scores_cpu(const SoftSortScoreParams& p, int num_threads) {
 
 void softsort_rank_cpu(const SoftSortRankParams& p, int num_threads) {
 #ifdef S6KIT_CPU_AVX2
-  if (use_avx2()) return cpu::avx2::softsort_rank(p, num_threads);
+  if (cpu::use_avx2()) return cpu::avx2::softsort_rank(p, num_threads);
 #endif
   cpu::generic::softsort_rank(p, num_threads);
 }
