@@ -9,9 +9,9 @@
 // (batch, 1, N, L); A real (dim, N) unless --scalar_A. Times are medians of --reps runs (CUDA
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
 // --once runs each direction once without timing (for profilers such as ncu). --variants also
-// times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles, and the
-// backward with 2, 4, 8 states and 16- and 32-step tiles (the kernels' internal launch API), to
-// check the defaults of cuda/scan_fwd_layout.h and cuda/scan_bwd_layout.h on the machine at hand.
+// times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles (the
+// kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h on the machine
+// at hand.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -23,7 +23,7 @@
 
 #include "bench_util.h"
 #include "s6kit/scan.h"
-#include "scan_launch.h"  // internal: alternative layouts of the kernels (--variants)
+#include "scan_launch.h"  // internal: alternative layouts of the forward (--variants)
 
 using namespace s6kit;
 using namespace s6kit::bench;
@@ -153,13 +153,11 @@ struct Result {
   int64_t b, d, L, N;
   double fwd_ms, bwd_ms;
   int default_kS = 0, default_T = 0;
-  int default_bwd_kS = 0, default_bwd_T = 0;
   struct Variant {
-    const char* dir;
     int kS, T;
     double ms;
   };
-  std::vector<Variant> variants;
+  std::vector<Variant> fwd_variants;
 };
 
 // The forward of `p` with a forced number of states per thread and tile length.
@@ -260,9 +258,6 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
     g.ddelta_bias = &t[6];
     bps[k] = make_scan_bwd_params(si, g);
     ws_bytes = std::max(ws_bytes, scan_bwd_workspace_bytes(bps[k]));
-    if (variants)
-      for (int kS : {2, 4, 8})
-        for (int T : {16, 32}) ws_bytes = std::max(ws_bytes, cuda_scan::bwd_workspace_bytes(bps[k], kS, T));
   }
   Buffer ws(ws_bytes);
   for (auto& bp : bps) {
@@ -290,17 +285,7 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
       for (int T : {16, 32, 64}) {
         if (cuda_scan::fwd_states_per_thread(fps[0], kS) != kS) continue;
         const double ms = median_event_ms(s, 3, reps, [&](int i) { fwd_with_layout(fps[i % nsets], kS, T, s); });
-        r.variants.push_back({"fwd", kS, T, ms});
-      }
-  const cuda_scan::BwdLayout bdef = cuda_scan::choose_bwd_layout(bps[0]);
-  r.default_bwd_kS = bdef.kS;
-  r.default_bwd_T = bdef.T;
-  if (variants)
-    for (int kS : {2, 4, 8})
-      for (int T : {16, 32}) {
-        if (cuda_scan::bwd_states_per_thread(bps[0], kS) != kS) continue;
-        const double ms = median_event_ms(s, 3, reps, [&](int i) { cuda_scan::run_bwd(bps[i % nsets], s, kS, T); });
-        r.variants.push_back({"bwd", kS, T, ms});
+        r.fwd_variants.push_back({kS, T, ms});
       }
   return r;
 }
@@ -388,17 +373,15 @@ int main(int argc, char** argv) {
       json += rec;
       first = false;
     }
-    for (const auto& v : r.variants) {
-      const bool fwd = std::string(v.dir) == "fwd";
-      const bool is_default = fwd ? v.kS == r.default_kS && v.T == r.default_T
-                                  : v.kS == r.default_bwd_kS && v.T == r.default_bwd_T;
-      std::printf("      %s with %d states per thread, %2d-step tiles: %.4f ms%s\n", fwd ? "forward" : "backward",
-                  v.kS, v.T, v.ms, is_default ? " (the default)" : "");
+    for (const auto& v : r.fwd_variants) {
+      const bool is_default = v.kS == r.default_kS && v.T == r.default_T;
+      std::printf("      forward with %d states per thread, %2d-step tiles: %.4f ms%s\n", v.kS, v.T, v.ms,
+                  is_default ? " (the default)" : "");
       char rec[256];
       std::snprintf(rec, sizeof rec,
-                    ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"%s\", "
+                    ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
                     "\"states_per_thread\": %d, \"tile\": %d, \"default\": %s, \"ms\": %.5f}",
-                    r.dtype.c_str(), r.A.c_str(), shape, v.dir, v.kS, v.T, is_default ? "true" : "false", v.ms);
+                    r.dtype.c_str(), r.A.c_str(), shape, v.kS, v.T, is_default ? "true" : "false", v.ms);
       json += rec;
     }
     std::fflush(stdout);

@@ -76,6 +76,8 @@ void dispatch_storage(DType t, Fn&& fn) {
   }
 }
 
+int64_t row_tiles(const ScanParams& p, const Layout& lay) { return ceil_div(p.dim_per_group, lay.rows); }
+
 // Whether every row of a (batch, dim, L) tensor starts on a 16-byte boundary (vector access):
 // aligned base, and batch / channel strides that are multiples of 16 bytes (or unused).
 bool rows_aligned(const void* ptr, int64_t batch_stride, int64_t dim_stride, const ScanParams& p) {
@@ -126,17 +128,17 @@ namespace {
 
 // Backward launch geometry and workspace layout (byte offsets; -1: absent).
 struct BwdPlan {
-  BwdLayout lay;
+  Layout lay;
   int64_t ntiles = 0, slots = 0, subtiles = 1;
   int64_t off_ckpt = -1, off_bc = -1, off_dA = -1, off_dBinv = -1, off_dCinv = -1;
   int64_t off_dD = -1, off_ddb = -1;
   int64_t bytes = 0;
 };
 
-BwdPlan plan_bwd(const ScanBwdParams& p, int kS, int T) {
+BwdPlan plan_bwd(const ScanBwdParams& p) {
   BwdPlan pl;
-  pl.lay = choose_bwd_layout(p, kS, T);
-  pl.ntiles = ceil_div(p.dim_per_group, pl.lay.rows);
+  pl.lay = choose_layout(p, true);
+  pl.ntiles = row_tiles(p, pl.lay);
   const int64_t rows = p.batch * p.dim, N = p.dstate, L = p.seqlen;
   const int64_t groups = p.batch * p.n_groups;
   if (p.variable_B || p.variable_C) {
@@ -214,14 +216,19 @@ void scan_fwd_cuda(const ScanParams& p, void* stream) {
   dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); });
 }
 
-namespace cuda_scan {
-
-int64_t bwd_workspace_bytes(const ScanBwdParams& p, int kS, int T) {
-  return empty_scan(p) ? 0 : plan_bwd(p, kS, T).bytes;
+int64_t scan_bwd_workspace_bytes_cuda(const ScanBwdParams& p) {
+  check_supported(p);
+  if (empty_scan(p)) return 0;
+  return plan_bwd(p).bytes;
 }
 
-void run_bwd(const ScanBwdParams& p, cudaStream_t s, int kS, int T) {
-  const BwdPlan pl = plan_bwd(p, kS, T);
+void scan_bwd_cuda(const ScanBwdParams& p, void* stream) {
+  check_supported(p);
+  DeviceGuard guard(p.device_index);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (empty_scan(p)) return bwd_empty(p, s);
+
+  const BwdPlan pl = plan_bwd(p);
   if (p.workspace_bytes < pl.bytes || (pl.bytes > 0 && p.workspace == nullptr))
     throw ArgError("selective_scan: the backward's workspace has " + std::to_string(p.workspace_bytes) +
                    " bytes, it needs " + std::to_string(pl.bytes) + " (scan_bwd_workspace_bytes)");
@@ -252,8 +259,6 @@ void run_bwd(const ScanBwdParams& p, cudaStream_t s, int kS, int T) {
              rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
              rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p) &&
              rows_aligned(p.dout, p.dout_batch_stride, p.dout_dim_stride, p);
-  a.vec_bc = (!p.variable_B || bc_rows_aligned(p.B, p.B_batch_stride, p.B_group_stride, p.B_state_stride, p)) &&
-             (!p.variable_C || bc_rows_aligned(p.C, p.C_batch_stride, p.C_group_stride, p.C_state_stride, p));
   a.vec_out = outputs_aligned({p.du, p.ddelta, p.dz}, p);
   dispatch_storage(p.input_type, [&](auto tag) { launch_bwd<decltype(tag)>(a, s); });
 
@@ -277,21 +282,6 @@ void run_bwd(const ScanBwdParams& p, cudaStream_t s, int kS, int T) {
     r.N = static_cast<int>(N);
     launch_reduce_bc(p.input_type, r, s);
   }
-}
-
-}  // namespace cuda_scan
-
-int64_t scan_bwd_workspace_bytes_cuda(const ScanBwdParams& p) {
-  check_supported(p);
-  return bwd_workspace_bytes(p);
-}
-
-void scan_bwd_cuda(const ScanBwdParams& p, void* stream) {
-  check_supported(p);
-  DeviceGuard guard(p.device_index);
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (empty_scan(p)) return bwd_empty(p, s);
-  run_bwd(p, s);
 }
 
 }  // namespace s6kit

@@ -1,6 +1,6 @@
-// Device helpers of the CUDA selective scan: storage conversions and vector stores, the scalar
-// math of the scan (the same formulas as the CPU kernels, cpp/src/cpu/scan_cpu_impl.h), state
-// rows in shared and global memory, asynchronous copies.
+// Device helpers of the CUDA selective scan: storage conversions, the scalar math of the scan
+// (the same formulas as the CPU kernels, cpp/src/cpu/scan_cpu_impl.h), shared-memory state rows
+// and per-row warp reductions.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -20,7 +20,6 @@ constexpr float kLn2 = 0.6931471805599453f;
 constexpr unsigned kFullMask = 0xffffffffu;
 
 __host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-__host__ __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
@@ -73,73 +72,35 @@ constexpr int kVec = 16 / int(sizeof(in_t));
 template <typename in_t, int V>
 using SpanBits = typename std::conditional<V * sizeof(in_t) == 16, uint4, uint2>::type;
 
-// Two values in storage type in_t packed into one 32-bit word (element a in the low half).
-template <typename in_t>
-__device__ __forceinline__ uint32_t pack2(float a, float b) {
-#ifdef __CUDA_ARCH__
-  if constexpr (std::is_same<in_t, __nv_bfloat16>::value) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);  // one conversion for both
-    uint32_t w;
-    memcpy(&w, &h, 4);
-    return w;
-  } else if constexpr (std::is_same<in_t, __half>::value) {
-    const __half2 h = __floats2half2_rn(a, b);
-    uint32_t w;
-    memcpy(&w, &h, 4);
-    return w;
-  }
-#endif
-  const in_t ea = from_float<in_t>(a), eb = from_float<in_t>(b);
-  uint16_t lo, hi;
-  memcpy(&lo, &ea, 2);
-  memcpy(&hi, &eb, 2);
-  return uint32_t(lo) | (uint32_t(hi) << 16);
-}
-
-// v[0..V) in storage type in_t as the 32-bit words of one 8- or 16-byte vector (built word by
-// word: a byte copy of an element array would become element-sized stores).
+// Elements [gl, gl + V) of a row (pointer to its element 0); zero past L. One vector load when
+// `vec` (the row start and its stride are 16-byte aligned: the launcher checks) and the span lies
+// inside the row, element loads otherwise.
 template <typename in_t, int V>
-__device__ __forceinline__ SpanBits<in_t, V> pack_span(const float (&v)[V]) {
-  constexpr int W = V * int(sizeof(in_t)) / 4;
-  uint32_t w[W];
-  if constexpr (sizeof(in_t) == 4) {
+__device__ __forceinline__ void load_span(const in_t* row, int64_t gl, int64_t L, bool vec, float (&v)[V]) {
+  static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
+  if (vec && gl + V <= L) {
+    const SpanBits<in_t, V> q = *reinterpret_cast<const SpanBits<in_t, V>*>(row + gl);
+    in_t e[V];
+    memcpy(e, &q, sizeof(q));
 #pragma unroll
-    for (int k = 0; k < W; ++k) memcpy(&w[k], &v[k], 4);
+    for (int k = 0; k < V; ++k) v[k] = to_float(e[k]);
   } else {
 #pragma unroll
-    for (int k = 0; k < W; ++k) w[k] = pack2<in_t>(v[2 * k], v[2 * k + 1]);
+    for (int k = 0; k < V; ++k) v[k] = gl + k < L ? to_float(row[gl + k]) : 0.f;
   }
-  SpanBits<in_t, V> q;
-  if constexpr (W == 4) {
-    q.x = w[0];
-    q.y = w[1];
-    q.z = w[2];
-    q.w = w[3];
-  } else {
-    q.x = w[0];
-    q.y = w[1];
-  }
-  return q;
 }
-
-// One 16- or 8-byte global store (the front end splits a plain uint4 store through a pointer
-// derived from a 2-byte element pointer into four).
-__device__ __forceinline__ void store_vec(void* p, uint4 q) {
-#ifdef __CUDA_ARCH__
-  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(q.x), "r"(q.y), "r"(q.z), "r"(q.w)
-               : "memory");
-#else
-  memcpy(p, &q, sizeof(q));
-#endif
-}
-__device__ __forceinline__ void store_vec(void* p, uint2 q) { memcpy(p, &q, sizeof(q)); }
 
 // Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`.
 template <typename in_t, int V>
 __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, bool vec, const float (&v)[V]) {
   static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
   if (vec && gl + V <= L) {
-    store_vec(row + gl, pack_span<in_t, V>(v));
+    in_t e[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) e[k] = from_float<in_t>(v[k]);
+    SpanBits<in_t, V> q;
+    memcpy(&q, e, sizeof(q));
+    *reinterpret_cast<SpanBits<in_t, V>*>(row + gl) = q;
   } else {
 #pragma unroll
     for (int k = 0; k < V; ++k)
@@ -240,6 +201,43 @@ __device__ __forceinline__ void raw16_to_float(const unsigned char* p, float (&v
   memcpy(e, &q, sizeof(q));
 #pragma unroll
   for (int k = 0; k < kVec<in_t>; ++k) v[k] = to_float(e[k]);
+}
+
+// Sums each of v[0..K) over the R lanes of a row (adjacent lanes, R a power of two <= 32).
+// Every lane of the row ends with the same sums: IEEE addition is commutative, so both
+// partners of each butterfly step compute the identical value.
+template <int K>
+__device__ __forceinline__ void row_allreduce(float (&v)[K], int R) {
+#pragma unroll
+  for (int off = 16; off >= 1; off >>= 1) {
+    if (off < R) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) v[k] += __shfl_xor_sync(kFullMask, v[k], off);
+    }
+  }
+}
+
+// Stages the B or C tile of one (batch, group), steps [l0, l0 + T), as sX[l * sb + state_pos(n)]
+// in float32; states n >= N and steps l >= L read as zero. Each thread loads four states of one
+// step (four loads, each coalesced along L across the warp) and writes them as one float4.
+template <typename in_t>
+__device__ __forceinline__ void load_bc_tile(float* sX, const in_t* src, int64_t state_stride,
+                                             int64_t l0, int64_t L, int N, const Layout& lay,
+                                             int tid) {
+  const int T = lay.T;
+  const int groups = lay.npad / 4;
+  for (int e = tid; e < groups * T; e += lay.nt) {
+    const int l = e & (T - 1), q = e >> lay.log2T;
+    const int64_t gl = l0 + l;
+    float v[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int n = 4 * q + k;
+      v[k] = (n < N && gl < L) ? to_float(src[n * state_stride + gl]) : 0.f;
+    }
+    *reinterpret_cast<float4*>(sX + l * lay.sb + state_pos(4 * q, lay.kS, lay.R)) =
+        make_float4(v[0], v[1], v[2], v[3]);
+  }
 }
 
 // Stages time-invariant B or C (dim, N) rows d0 .. d0 + rows_valid as sX[r * sb + state_pos(n)].

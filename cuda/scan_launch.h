@@ -26,26 +26,9 @@ auto fwd_kernel(const FwdArgs& a) {
   }
 }
 
-// The backward kernel instance of a launch.
-template <typename in_t>
-auto bwd_kernel(const BwdArgs& a) {
-  const bool s = a.p.scalar_A;
-  switch (a.lay.kS) {
-    case 2: return s ? scan_bwd_kernel<in_t, true, 2> : scan_bwd_kernel<in_t, false, 2>;
-    case 4: return s ? scan_bwd_kernel<in_t, true, 4> : scan_bwd_kernel<in_t, false, 4>;
-    default: return s ? scan_bwd_kernel<in_t, true, 8> : scan_bwd_kernel<in_t, false, 8>;
-  }
-}
-
 // The forward's arguments for `p` (layout, vector-access flags); kS, T = 0: the default states
 // per thread and tile length, else forced (benchmarks of the alternatives).
 FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS = 0, int T = 0);
-
-// The backward's workspace and whole kernel sequence (checkpoint recompute when none were
-// saved, the backward kernel, the reductions); kS, T = 0: the default layout, else forced
-// (benchmarks of the alternatives).
-int64_t bwd_workspace_bytes(const ScanBwdParams& p, int kS = 0, int T = 0);
-void run_bwd(const ScanBwdParams& p, cudaStream_t stream, int kS = 0, int T = 0);
 
 template <typename in_t>
 void launch_fwd(const FwdArgs& args, cudaStream_t stream);

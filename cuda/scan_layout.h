@@ -1,8 +1,18 @@
-// Pieces of the CUDA selective scan's launch geometry shared by the forward and backward
-// layouts (scan_fwd_layout.h, scan_bwd_layout.h): limits, the order of a thread's states in
-// shared memory, small integer helpers.
+// Launch geometry of the CUDA selective scan, shared by the host launchers and the kernels.
+//
+// Work split (forward and backward alike):
+//   * a thread owns kS consecutive states of one row (b, d); the R = ceil(N / kS) lanes of a row
+//     (rounded up to a power of two) are adjacent lanes of one warp, so per-step sums over the
+//     states are xor-shuffles inside the warp;
+//   * a block holds `rows` consecutive channels of one (batch, group): B and C of that group are
+//     staged in shared memory once per time tile for all of them;
+//   * the block walks L in tiles of T steps (T divides the checkpoint interval 64). Per tile it
+//     stages the per-row inputs ([T][rows + 1] floats, padded so that both the coalesced loads
+//     along L and the per-step reads across rows are free of bank conflicts) and B / C
+//     ([T][sb] floats, float4 rows).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "s6kit/scan_params.h"
@@ -10,6 +20,29 @@
 namespace s6kit::cuda_scan {
 
 constexpr int kMaxDstate = 256;
+constexpr int kMaxThreads = 128;    // threads of the largest block
+constexpr int kExchangeSteps = 4;   // backward: steps of dB / dC partials reduced at once
+constexpr int kSmemBudget = 72 * 1024;  // keeps 3 blocks of 128 threads on a 228 KB multiprocessor
+
+// States per thread. Forward: 8 (fewer lanes per row: half the shuffle reduction and shared
+// loads per state, while the exponentials stay one per state), but 4 for N <= 4 and when there
+// are few rows (then the grid is small and each warp's serial chain over L is what takes time:
+// more lanes per row shorten it). Backward: 4 up to N = 128 (its per-thread registers grow with
+// the states), 8 above. Either way at most 32 lanes per row.
+// (Overridable at compile time so that tests reach both layouts on small shapes.)
+#ifndef S6KIT_CUDA_FEW_ROWS
+#define S6KIT_CUDA_FEW_ROWS 4096
+#endif
+constexpr int64_t kFewRows = S6KIT_CUDA_FEW_ROWS;
+inline int states_per_thread(const ScanParams& p, bool bwd) {
+  if (p.dstate > 128) return 8;
+  if (bwd) return 4;
+  return p.dstate <= 4 || p.batch * p.dim < kFewRows ? 4 : 8;
+}
+// Backward: the tile is recomputed in sub-chunks of U steps whose states and decays stay in
+// registers; the tile is at most bwd_max_tile steps (64 for kS = 4, 16 for kS = 8).
+__host__ __device__ constexpr int bwd_substeps(int kS) { return kS == 4 ? 8 : 4; }
+__host__ __device__ constexpr int bwd_max_tile(int kS) { return kS == 4 ? 64 : 16; }
 
 // Position of state n in a shared-memory row of B, C or the dB / dC exchange. With kS <= 4 a
 // thread's states are contiguous (n itself: one 8- or 16-byte read); with kS = 8 thread `slice`
@@ -21,10 +54,94 @@ __host__ __device__ inline int state_pos(int n, int kS, int R) {
   return ((i >> 2) * R + slice) * 4 + (i & 3);
 }
 
+struct Layout {
+  int kS = 4;        // states per thread
+  int R = 1;         // lanes per row (power of two, <= 32)
+  int log2R = 0;
+  int rows = 1;      // rows (channels) per block
+  int nt = 32;       // threads per block = rows * R
+  int npad = 4;      // R * kS >= N
+  int T = 64;        // steps per tile (16, 32 or 64)
+  int log2T = 6;
+  int rp = 2;        // row pitch of the per-row arrays: rows + 1 (odd: no bank conflicts)
+  int sb = 12;       // row pitch of B / C rows: a multiple of 4 whose quarter is odd
+  int ps = 0;        // backward: pitch of one (step, plane) slab of the dB / dC exchange
+  // Offsets (in floats, 16-byte aligned) into dynamic shared memory; -1 when absent.
+  int off_dt = -1, off_u = -1;
+  int off_gate = -1, off_y = -1;              // forward: silu(z), y
+  int off_dy = -1, off_zf = -1, off_sig = -1;  // backward: dy, dz factor, sigmoid
+  int off_B = -1, off_C = -1, off_ex = -1;
+  int off_inv = -1;  // backward: [plane][row][state] sums of time-invariant dB / dC
+  int off_rowD = -1, off_rowBias = -1;
+  int smem_bytes = 0;
+};
+
 inline int ilog2(int x) {
   int r = 0;
   while ((1 << r) < x) ++r;
   return r;
+}
+
+// kS = 0: states_per_thread's choice; 4 or 8 forces one (benchmarks of the alternatives).
+inline Layout make_layout(const ScanParams& p, bool bwd, int T, int kS = 0) {
+  Layout a;
+  const int N = static_cast<int>(p.dstate);
+  a.kS = kS != 0 ? kS : states_per_thread(p, bwd);
+  if (a.kS * 32 < N) a.kS = 8;  // at most 32 lanes per row
+  a.R = 1;
+  while (a.R * a.kS < N) a.R *= 2;
+  a.log2R = ilog2(a.R);
+  a.nt = std::min(kMaxThreads, 32 * a.R);
+  a.rows = a.nt / a.R;
+  a.npad = a.R * a.kS;
+  a.T = T;
+  a.log2T = ilog2(T);
+  a.rp = a.rows + 1;
+  const int q = a.npad / 4;
+  a.sb = 4 * (q + (q % 2 == 0 ? 1 : 2));
+  int off = 0;
+  auto alloc = [&off](int floats) {
+    const int at = off;
+    off += (floats + 3) & ~3;
+    return at;
+  };
+  const int per_row = T * a.rp;
+  a.off_dt = alloc(per_row);
+  a.off_u = alloc(per_row);
+  if (!bwd) {
+    if (p.has_z) a.off_gate = alloc(per_row);
+    a.off_y = alloc(per_row);
+  } else {
+    a.off_dy = alloc(per_row);
+    if (p.has_z) a.off_zf = alloc(per_row);
+    if (p.delta_softplus) a.off_sig = alloc(per_row);
+  }
+  // Variable B/C: one row per step; time-invariant B/C: one row per channel.
+  a.off_B = alloc((p.variable_B ? T : a.rows) * a.sb);
+  a.off_C = alloc((p.variable_C ? T : a.rows) * a.sb);
+  if (bwd) {
+    // dB / dC exchange, [step][plane][row][state]; the slab pitch keeps the reduction's reads
+    // conflict-free when one warp spans several slabs (npad < 32).
+    a.ps = ((a.rows * a.npad + 31) & ~31) + (a.npad < 32 ? a.npad : 0);
+    a.off_ex = alloc(kExchangeSteps * 2 * a.ps);
+    if (!p.variable_B || !p.variable_C) a.off_inv = alloc(2 * a.rows * a.npad);
+  }
+  a.off_rowD = alloc(a.rows);
+  a.off_rowBias = alloc(a.rows);
+  a.smem_bytes = off * 4;
+  return a;
+}
+
+// The largest tile (64, 32 or 16 steps) whose shared memory fits the budget.
+inline Layout choose_layout(const ScanParams& p, bool bwd, int kS = 0) {
+  if (kS == 0) kS = states_per_thread(p, bwd);
+  int T = bwd ? bwd_max_tile(kS) : 64;
+  Layout a = make_layout(p, bwd, T, kS);
+  while (a.smem_bytes > kSmemBudget && T > 16) {
+    T /= 2;
+    a = make_layout(p, bwd, T, kS);
+  }
+  return a;
 }
 
 }  // namespace s6kit::cuda_scan

@@ -253,7 +253,9 @@ void launch_fwd(const FwdArgs& args, cudaStream_t) {
 
 template <typename in_t>
 void launch_bwd(const BwdArgs& args, cudaStream_t) {
-  const auto kernel = bwd_kernel<in_t>(args);
+  const bool scalar = args.p.scalar_A;
+  auto kernel = args.lay.kS == 4 ? (scalar ? scan_bwd_kernel<in_t, true, 4> : scan_bwd_kernel<in_t, false, 4>)
+                                 : (scalar ? scan_bwd_kernel<in_t, true, 8> : scan_bwd_kernel<in_t, false, 8>);
   const int64_t blocks = args.p.batch * args.p.n_groups * args.slots;
   emu::run_grid(dim3(emu_grid(blocks)), dim3(args.lay.nt), args.lay.smem_bytes, [&] { kernel(args); });
 }
