@@ -180,9 +180,9 @@ fi
   grep -vE "^==|^ran " "$OUT/bench_cpp.log" 2>/dev/null | tail -45
   echo '```'
   echo
-  echo "## Kernel layouts at (8, 1536, 2048, 16): states per thread, both directions"
+  echo "## Forward layouts at (8, 1536, 2048, 16): states per thread and tile steps"
   echo '```'
-  grep -E "fwd|bwd|states per thread" "$OUT/bench_cpp_variants.log" 2>/dev/null
+  grep -E "fwd|states per thread" "$OUT/bench_cpp_variants.log" 2>/dev/null
   echo '```'
   echo
   echo "## Python harness (s6kit bench scan)"

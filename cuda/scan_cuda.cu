@@ -137,7 +137,7 @@ struct BwdPlan {
 
 BwdPlan plan_bwd(const ScanBwdParams& p) {
   BwdPlan pl;
-  pl.lay = choose_layout(p, true);
+  pl.lay = choose_layout(p);
   pl.ntiles = row_tiles(p, pl.lay);
   const int64_t rows = p.batch * p.dim, N = p.dstate, L = p.seqlen;
   const int64_t groups = p.batch * p.n_groups;

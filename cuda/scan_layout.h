@@ -1,6 +1,7 @@
-// Launch geometry of the CUDA selective scan, shared by the host launchers and the kernels.
+// Launch geometry of the CUDA selective scan's backward kernel (scan_bwd.cuh), shared by the host
+// launcher and the kernel, and the helpers the forward's layout (scan_fwd_layout.h) uses too.
 //
-// Work split (forward and backward alike):
+// Work split of the backward:
 //   * a thread owns kS consecutive states of one row (b, d); the R = ceil(N / kS) lanes of a row
 //     (rounded up to a power of two) are adjacent lanes of one warp, so per-step sums over the
 //     states are xor-shuffles inside the warp;
@@ -24,21 +25,9 @@ constexpr int kMaxThreads = 128;    // threads of the largest block
 constexpr int kExchangeSteps = 4;   // backward: steps of dB / dC partials reduced at once
 constexpr int kSmemBudget = 72 * 1024;  // keeps 3 blocks of 128 threads on a 228 KB multiprocessor
 
-// States per thread. Forward: 8 (fewer lanes per row: half the shuffle reduction and shared
-// loads per state, while the exponentials stay one per state), but 4 for N <= 4 and when there
-// are few rows (then the grid is small and each warp's serial chain over L is what takes time:
-// more lanes per row shorten it). Backward: 4 up to N = 128 (its per-thread registers grow with
-// the states), 8 above. Either way at most 32 lanes per row.
-// (Overridable at compile time so that tests reach both layouts on small shapes.)
-#ifndef S6KIT_CUDA_FEW_ROWS
-#define S6KIT_CUDA_FEW_ROWS 4096
-#endif
-constexpr int64_t kFewRows = S6KIT_CUDA_FEW_ROWS;
-inline int states_per_thread(const ScanParams& p, bool bwd) {
-  if (p.dstate > 128) return 8;
-  if (bwd) return 4;
-  return p.dstate <= 4 || p.batch * p.dim < kFewRows ? 4 : 8;
-}
+// States per thread of the backward: 4 up to N = 128 (its per-thread registers grow with the
+// states), 8 above (at most 32 lanes per row).
+inline int bwd_states_per_thread(const ScanParams& p) { return p.dstate > 128 ? 8 : 4; }
 // Backward: the tile is recomputed in sub-chunks of U steps whose states and decays stay in
 // registers; the tile is at most bwd_max_tile steps (64 for kS = 4, 16 for kS = 8).
 __host__ __device__ constexpr int bwd_substeps(int kS) { return kS == 4 ? 8 : 4; }
@@ -65,13 +54,12 @@ struct Layout {
   int log2T = 6;
   int rp = 2;        // row pitch of the per-row arrays: rows + 1 (odd: no bank conflicts)
   int sb = 12;       // row pitch of B / C rows: a multiple of 4 whose quarter is odd
-  int ps = 0;        // backward: pitch of one (step, plane) slab of the dB / dC exchange
+  int ps = 0;        // pitch of one (step, plane) slab of the dB / dC exchange
   // Offsets (in floats, 16-byte aligned) into dynamic shared memory; -1 when absent.
   int off_dt = -1, off_u = -1;
-  int off_gate = -1, off_y = -1;              // forward: silu(z), y
-  int off_dy = -1, off_zf = -1, off_sig = -1;  // backward: dy, dz factor, sigmoid
+  int off_dy = -1, off_zf = -1, off_sig = -1;  // dy, dz factor, sigmoid
   int off_B = -1, off_C = -1, off_ex = -1;
-  int off_inv = -1;  // backward: [plane][row][state] sums of time-invariant dB / dC
+  int off_inv = -1;  // [plane][row][state] sums of time-invariant dB / dC
   int off_rowD = -1, off_rowBias = -1;
   int smem_bytes = 0;
 };
@@ -82,11 +70,10 @@ inline int ilog2(int x) {
   return r;
 }
 
-// kS = 0: states_per_thread's choice; 4 or 8 forces one (benchmarks of the alternatives).
-inline Layout make_layout(const ScanParams& p, bool bwd, int T, int kS = 0) {
+inline Layout make_layout(const ScanParams& p, int T, int kS) {
   Layout a;
   const int N = static_cast<int>(p.dstate);
-  a.kS = kS != 0 ? kS : states_per_thread(p, bwd);
+  a.kS = kS;
   if (a.kS * 32 < N) a.kS = 8;  // at most 32 lanes per row
   a.R = 1;
   while (a.R * a.kS < N) a.R *= 2;
@@ -108,24 +95,17 @@ inline Layout make_layout(const ScanParams& p, bool bwd, int T, int kS = 0) {
   const int per_row = T * a.rp;
   a.off_dt = alloc(per_row);
   a.off_u = alloc(per_row);
-  if (!bwd) {
-    if (p.has_z) a.off_gate = alloc(per_row);
-    a.off_y = alloc(per_row);
-  } else {
-    a.off_dy = alloc(per_row);
-    if (p.has_z) a.off_zf = alloc(per_row);
-    if (p.delta_softplus) a.off_sig = alloc(per_row);
-  }
+  a.off_dy = alloc(per_row);
+  if (p.has_z) a.off_zf = alloc(per_row);
+  if (p.delta_softplus) a.off_sig = alloc(per_row);
   // Variable B/C: one row per step; time-invariant B/C: one row per channel.
   a.off_B = alloc((p.variable_B ? T : a.rows) * a.sb);
   a.off_C = alloc((p.variable_C ? T : a.rows) * a.sb);
-  if (bwd) {
-    // dB / dC exchange, [step][plane][row][state]; the slab pitch keeps the reduction's reads
-    // conflict-free when one warp spans several slabs (npad < 32).
-    a.ps = ((a.rows * a.npad + 31) & ~31) + (a.npad < 32 ? a.npad : 0);
-    a.off_ex = alloc(kExchangeSteps * 2 * a.ps);
-    if (!p.variable_B || !p.variable_C) a.off_inv = alloc(2 * a.rows * a.npad);
-  }
+  // dB / dC exchange, [step][plane][row][state]; the slab pitch keeps the reduction's reads
+  // conflict-free when one warp spans several slabs (npad < 32).
+  a.ps = ((a.rows * a.npad + 31) & ~31) + (a.npad < 32 ? a.npad : 0);
+  a.off_ex = alloc(kExchangeSteps * 2 * a.ps);
+  if (!p.variable_B || !p.variable_C) a.off_inv = alloc(2 * a.rows * a.npad);
   a.off_rowD = alloc(a.rows);
   a.off_rowBias = alloc(a.rows);
   a.smem_bytes = off * 4;
@@ -133,13 +113,13 @@ inline Layout make_layout(const ScanParams& p, bool bwd, int T, int kS = 0) {
 }
 
 // The largest tile (64, 32 or 16 steps) whose shared memory fits the budget.
-inline Layout choose_layout(const ScanParams& p, bool bwd, int kS = 0) {
-  if (kS == 0) kS = states_per_thread(p, bwd);
-  int T = bwd ? bwd_max_tile(kS) : 64;
-  Layout a = make_layout(p, bwd, T, kS);
+inline Layout choose_layout(const ScanParams& p) {
+  const int kS = bwd_states_per_thread(p);
+  int T = bwd_max_tile(kS);
+  Layout a = make_layout(p, T, kS);
   while (a.smem_bytes > kSmemBudget && T > 16) {
     T /= 2;
-    a = make_layout(p, bwd, T, kS);
+    a = make_layout(p, T, kS);
   }
   return a;
 }
