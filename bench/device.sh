@@ -55,11 +55,13 @@ step() {
 }
 
 # ---- what is being measured -------------------------------------------------------------------
+# bench/results/COMMIT (ignored by git; written just before the tree is copied to a machine without
+# the repository's history) names the commit; otherwise git is asked.
 {
-  if git rev-parse HEAD 2>/dev/null; then
-    git status --porcelain 2>/dev/null | head -20 | sed 's/^/dirty: /'
-  elif [ -f bench/results/COMMIT ]; then
+  if [ -f bench/results/COMMIT ]; then
     cat bench/results/COMMIT
+  elif git rev-parse HEAD 2>/dev/null; then
+    git status --porcelain 2>/dev/null | head -20 | sed 's/^/dirty: /'
   else
     echo "unknown (no .git and no bench/results/COMMIT)"
   fi

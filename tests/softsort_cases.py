@@ -22,6 +22,15 @@ def make_scores(batch: int, L: int, kind: str, generator: torch.Generator) -> to
     raise ValueError(kind)
 
 
+def token_inputs(batch: int, dim: int, L: int, kind: str, seed: int = 0):
+    """float64 tokens x (batch, dim, L), scores of make_scores' `kind` and an output gradient g."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
+    s = make_scores(batch, L, kind, gen)
+    g = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
+    return x, s, g
+
+
 def exact_score_inputs(batch: int, dim: int, L: int, generator: torch.Generator,
                        w_scale: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """float64 tokens x (batch, dim, L) and weights w (dim,) whose scores s_l = <w, x_l> come out

@@ -19,17 +19,10 @@ from softsort_cases import (
     run,
     score_and_permute_case,
     soft_permute_case,
+    token_inputs,
 )
 
 F64 = 1e-10  # float64 kernels against the float64 reference, relative to the largest value
-
-
-def _inputs(batch, dim, L, kind, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
-    s = make_scores(batch, L, kind, gen)
-    g = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
-    return x, s, g
 
 
 def _check_soft_permute(x, s, g, rtol=F64, **kw):
@@ -48,20 +41,20 @@ GRID = list(itertools.product((1.0, 2.0), (0.1, 1.0, 10.0), (True, False)))
 @pytest.mark.parametrize("p,tau,descending", GRID)
 def test_soft_permute_matches_reference(L, p, tau, descending):
     batch, dim = (2, 3) if L < 1000 else (1, 2)
-    x, s, g = _inputs(batch, dim, L, "random", seed=L)
+    x, s, g = token_inputs(batch, dim, L, "random", seed=L)
     _check_soft_permute(x, s, g, tau=tau, p=p, descending=descending)
 
 
 @pytest.mark.parametrize("p,tau,descending", [(1.0, 0.1, True), (1.0, 10.0, False),
                                               (2.0, 1.0, True), (2.0, 10.0, False)])
 def test_soft_permute_matches_reference_long(p, tau, descending):
-    x, s, g = _inputs(1, 2, 4097, "random", seed=7)
+    x, s, g = token_inputs(1, 2, 4097, "random", seed=7)
     _check_soft_permute(x, s, g, tau=tau, p=p, descending=descending)
 
 
 @pytest.mark.parametrize("p", [1.5, 3.0])
 def test_soft_permute_other_p(p):
-    x, s, g = _inputs(2, 5, 300, "random", seed=3)
+    x, s, g = token_inputs(2, 5, 300, "random", seed=3)
     _check_soft_permute(x, s, g, tau=0.5, p=p, descending=True)
 
 
@@ -78,7 +71,7 @@ def _soft_permute_tie_safe(x, s, tau, p):
 
 @pytest.mark.parametrize("kind", ["random", "ties"])
 def test_soft_permute_p_below_one(kind):
-    x, s, g = _inputs(2, 5, 120, kind, seed=3)
+    x, s, g = token_inputs(2, 5, 120, kind, seed=3)
     xr, sr = x.clone().requires_grad_(True), s.clone().requires_grad_(True)
     ref = _soft_permute_tie_safe(xr, sr, 0.5, 0.5)
     expected = (ref.detach(),) + torch.autograd.grad(ref, (xr, sr), g)
@@ -93,7 +86,7 @@ def test_soft_permute_p_below_one(kind):
 def test_exact_ties(kind, p, descending, L):
     """Tied scores: values and token gradients as the reference; the score gradient as the
     reference's too (sign(0) = 0: tied pairs contribute nothing)."""
-    x, s, g = _inputs(2, 4, L, kind, seed=11)
+    x, s, g = token_inputs(2, 4, L, kind, seed=11)
     _check_soft_permute(x, s, g, tau=0.7, p=p, descending=descending)
 
 
@@ -102,7 +95,7 @@ def test_exact_ties(kind, p, descending, L):
 def test_signed_zero_scores_are_one_tie(dtype, rtol, descending):
     """-0.0 and +0.0 are equal scores: sorted keys then alternate signs of zero, and the gap
     between them (-0.0 or +0.0) must give the decay 1, as any other tie."""
-    x, s, g = _inputs(2, 3, 40, "ties", seed=12)
+    x, s, g = token_inputs(2, 3, 40, "ties", seed=12)
     s[:, ::3] = 0.0
     s[:, 1::3] = -0.0
     got = run(s6kit.soft_permute, x.to(dtype), s.to(dtype), g.to(dtype), tau=0.3,
@@ -131,7 +124,7 @@ def test_tie_pairs_do_not_move_scores():
 @pytest.mark.parametrize("kind", ["random", "ties"])
 @pytest.mark.parametrize("descending", [True, False])
 def test_hard_mode(p, kind, descending):
-    x, s, g = _inputs(2, 4, 65, kind, seed=5)
+    x, s, g = token_inputs(2, 4, 65, kind, seed=5)
     out, dx, ds = run(s6kit.soft_permute, x, s, g, p=p, hard=True, descending=descending)
     order = torch.sort(s, dim=-1, descending=descending, stable=True).indices
     gather = torch.gather(x, 2, order.unsqueeze(1).expand_as(x))
@@ -203,7 +196,7 @@ def test_gradcheck_score_and_permute(p):
                                         (torch.float16, 4e-3)])
 @pytest.mark.parametrize("p", [1.0, 2.0])
 def test_low_precision(dtype, rtol, p):
-    x, s, g = _inputs(2, 24, 700, "random", seed=9)
+    x, s, g = token_inputs(2, 24, 700, "random", seed=9)
     x, g = x.to(dtype), g.to(dtype)
     ref = soft_permute_case(x.double(), s.float().double(), g.double(), tau=0.5, p=p)
     got = run(s6kit.soft_permute, x, s.float(), g, tau=0.5, p=p)
@@ -213,7 +206,7 @@ def test_low_precision(dtype, rtol, p):
 
 
 def test_results_do_not_depend_on_thread_count():
-    x, s, g = _inputs(3, 37, 500, "random", seed=12)
+    x, s, g = token_inputs(3, 37, 500, "random", seed=12)
     x, s, g = x.float(), s.float(), g.float()
     w = torch.randn(37)
     before = torch.get_num_threads()
@@ -231,7 +224,7 @@ def test_results_do_not_depend_on_thread_count():
 # ---- layouts and sizes ------------------------------------------------------------------------
 
 def test_strided_inputs_and_broadcast_gradient():
-    x, s, _ = _inputs(2, 5, 33, "random", seed=13)
+    x, s, _ = token_inputs(2, 5, 33, "random", seed=13)
     xt = x.transpose(1, 2).contiguous().transpose(1, 2)  # stride 1 along dim, not along L
     g = torch.randn(1, 1, 1, dtype=torch.float64).expand(2, 5, 33)  # stride 0 everywhere
     ref = soft_permute_case(x, s, g.contiguous())
@@ -296,7 +289,7 @@ def test_long_sequence_memory_stays_linear():
 # ---- torch.compile and op registration ---------------------------------------------------------
 
 def test_torch_compile_fullgraph():
-    x, s, g = _inputs(2, 6, 50, "random", seed=21)
+    x, s, g = token_inputs(2, 6, 50, "random", seed=21)
     x, s, g = x.float(), s.float(), g.float()
     w = torch.randn(6)
 
@@ -314,7 +307,7 @@ def test_torch_compile_fullgraph():
 
 
 def test_opcheck():
-    x, s, g = _inputs(2, 3, 9, "random", seed=22)
+    x, s, g = token_inputs(2, 3, 9, "random", seed=22)
     w = torch.randn(3, dtype=torch.float64)
     t, perm = torch.sort(s, dim=-1, descending=True, stable=True)
     ops = torch.ops.s6kit
@@ -425,7 +418,7 @@ def test_scan_core_still_rejects_integer_tensors(arg, dtype):
 @pytest.mark.parametrize("p", [1.0, 2.0])
 @pytest.mark.parametrize("hard", [False, True])
 def test_nonfinite_scores_poison_only_their_batch_element(bad, p, hard):
-    x, s, g = _inputs(2, 3, 9, "random", seed=30)
+    x, s, g = token_inputs(2, 3, 9, "random", seed=30)
     s[0, 4] = bad
     out, dx, ds = run(s6kit.soft_permute, x, s, g, p=p, hard=hard)
     assert torch.isnan(out[0]).all() and torch.isnan(dx[0]).all() and torch.isnan(ds[0]).all()

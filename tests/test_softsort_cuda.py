@@ -13,10 +13,10 @@ import s6kit
 from softsort_cases import (
     assert_close,
     exact_score_inputs,
-    make_scores,
     run,
     score_and_permute_case,
     soft_permute_case,
+    token_inputs,
 )
 
 pytestmark = [
@@ -26,14 +26,6 @@ pytestmark = [
 
 DEV = "cuda"
 F32 = 1e-4  # float32 kernels (scans over thousands of near-1 decays) against float64
-
-
-def _inputs(batch, dim, L, kind, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
-    s = make_scores(batch, L, kind, gen)
-    g = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen)
-    return x, s, g
 
 
 def _on_cuda(fn, x, other, g, dtype=torch.float32, **kw):
@@ -55,7 +47,7 @@ GRID = list(itertools.product((1.0, 2.0), (0.1, 1.0, 10.0), (True, False)))
 @pytest.mark.parametrize("p,tau,descending", GRID)
 def test_soft_permute_matches_reference(L, p, tau, descending):
     batch, dim = (2, 5) if L < 1000 else (2, 3)
-    x, s, g = _inputs(batch, dim, L, "random", seed=L)
+    x, s, g = token_inputs(batch, dim, L, "random", seed=L)
     s = s.float().double()  # the kernels sort float32 scores
     kw = dict(tau=tau, p=p, descending=descending)
     _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), soft_permute_case(x, s, g, **kw), F32, kw)
@@ -65,7 +57,7 @@ def test_soft_permute_matches_reference(L, p, tau, descending):
 @pytest.mark.parametrize("kind", ["ties", "equal"])
 @pytest.mark.parametrize("descending", [True, False])
 def test_exact_ties(p, kind, descending):
-    x, s, g = _inputs(2, 6, 700, kind, seed=4)
+    x, s, g = token_inputs(2, 6, 700, kind, seed=4)
     kw = dict(tau=0.7, p=p, descending=descending)
     _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), soft_permute_case(x, s, g, **kw), F32, kw)
 
@@ -74,7 +66,7 @@ def test_exact_ties(p, kind, descending):
 @pytest.mark.parametrize("descending", [True, False])
 def test_signed_zero_scores_are_one_tie(L, descending):
     """-0.0 and +0.0 scores tie: the zero gaps between them (of either sign) decay by 1."""
-    x, s, g = _inputs(2, 3, L, "ties", seed=12)
+    x, s, g = token_inputs(2, 3, L, "ties", seed=12)
     s[:, ::3] = 0.0
     s[:, 1::3] = -0.0
     kw = dict(tau=0.3, descending=descending)
@@ -85,7 +77,7 @@ def test_signed_zero_scores_are_one_tie(L, descending):
 @pytest.mark.parametrize("p", [1.0, 2.0])
 @pytest.mark.parametrize("L", [300, 9000])
 def test_hard_mode(p, L):
-    x, s, g = _inputs(2, 4, L, "ties", seed=6)
+    x, s, g = token_inputs(2, 4, L, "ties", seed=6)
     out, dx, ds = _on_cuda(s6kit.soft_permute, x, s, g, p=p, hard=True)
     order = torch.sort(s.float(), dim=-1, descending=True, stable=True).indices.to(DEV)
     xf, gf = x.to(DEV, torch.float32), g.to(DEV, torch.float32)
@@ -101,7 +93,7 @@ def test_hard_mode(p, L):
 @pytest.mark.parametrize("L,kind,descending", [(4097, "random", True), (8193, "ties", False),
                                                (20000, "random", True), (65536, "ties", True)])
 def test_long_rows_match_the_float64_cpu_kernels(L, kind, descending):
-    x, s, g = _inputs(2, 3, L, kind, seed=L)
+    x, s, g = token_inputs(2, 3, L, kind, seed=L)
     s = s.float().double()
     kw = dict(tau=1.0, descending=descending)
     _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), run(s6kit.soft_permute, x, s, g, **kw),
@@ -130,7 +122,7 @@ def test_score_and_permute_matches_reference(p, hard, descending):
 
 @pytest.mark.parametrize("dtype,rtol", [(torch.bfloat16, 3e-2), (torch.float16, 4e-3)])
 def test_low_precision(dtype, rtol):
-    x, s, g = _inputs(2, 40, 1000, "random", seed=8)
+    x, s, g = token_inputs(2, 40, 1000, "random", seed=8)
     x, g = x.to(dtype).double(), g.to(dtype).double()
     ref = soft_permute_case(x, s.float().double(), g)
     got = _on_cuda(s6kit.soft_permute, x, s, g, dtype=dtype)
@@ -157,7 +149,7 @@ def test_benchmark_shape_bfloat16():
 
 
 def test_cpu_and_cuda_agree_in_float32():
-    x, s, g = _inputs(3, 33, 2000, "ties", seed=15)
+    x, s, g = token_inputs(3, 33, 2000, "ties", seed=15)
     w = torch.randn(33, dtype=torch.float64)
     for fn, other in ((s6kit.soft_permute, s), (s6kit.score_and_permute, w)):
         cpu = run(fn, x.float(), other.float(), g.float())
@@ -167,7 +159,7 @@ def test_cpu_and_cuda_agree_in_float32():
 
 def test_gradient_of_a_sum():
     """out.sum() hands the backward a broadcast gradient (stride 0), as the benchmark does."""
-    x, s, _ = _inputs(2, 16, 3000, "random", seed=16)
+    x, s, _ = token_inputs(2, 16, 3000, "random", seed=16)
     w = torch.randn(16, dtype=torch.float64) * 0.3
     for fn, other in ((s6kit.soft_permute, s), (s6kit.score_and_permute, w)):
         xc = x.to(DEV, torch.float32).requires_grad_(True)
@@ -202,7 +194,7 @@ def test_long_sequence_memory_stays_linear():
 # ---- compile, errors, NaN policy ----------------------------------------------------------------
 
 def test_torch_compile_fullgraph():
-    x, s, g = _inputs(2, 8, 300, "random", seed=21)
+    x, s, g = token_inputs(2, 8, 300, "random", seed=21)
     x, s, g = x.to(DEV, torch.float32), s.to(DEV, torch.float32), g.to(DEV, torch.float32)
     w = torch.randn(8, device=DEV)
 
@@ -232,7 +224,7 @@ def test_bad_input_on_cuda():
 @pytest.mark.parametrize("hard", [False, True])
 @pytest.mark.parametrize("L", [9, 5000])
 def test_nonfinite_scores_poison_only_their_batch_element(p, hard, L):
-    x, s, g = _inputs(2, 3, L, "random", seed=30)
+    x, s, g = token_inputs(2, 3, L, "random", seed=30)
     s[0, L // 2] = float("nan")
     out, dx, ds = _on_cuda(s6kit.soft_permute, x, s, g, p=p, hard=hard)
     assert torch.isnan(out[0]).all() and torch.isnan(dx[0]).all() and torch.isnan(ds[0]).all()

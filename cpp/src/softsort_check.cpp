@@ -43,6 +43,25 @@ void check_dense(const Checker& ck, const TensorDesc& t, const char* arg,
   ck.data(t, arg);
 }
 
+// The token fields every SoftSort parameter struct shares, from x (batch, dim, L).
+template <typename Params>
+void set_tokens(Params& p, const TensorDesc& x) {
+  p.batch = x.shape[0];
+  p.dim = x.shape[1];
+  p.seqlen = x.shape[2];
+  p.input_type = x.dtype;
+  p.acc_type = acc_type_of(x.dtype);
+  p.device = x.device;
+  p.device_index = x.device_index;
+  p.x = x.data;
+  p.x_batch_stride = x.strides[0];
+  p.x_dim_stride = x.strides[1];
+}
+
+const char* scores_dtype_reason(DType acc) {
+  return acc == DType::f64 ? " (float64 tokens take float64 scores)" : " (scores are sorted in float32)";
+}
+
 void check_hyper(const Checker& ck, double tau, double p) {
   if (!(tau > 0) || !std::isfinite(tau))
     ck.fail("tau", "must be a finite number > 0, got " + std::to_string(tau));
@@ -56,9 +75,7 @@ SoftSortParams check_inputs(const Checker& ck, const SoftSortInputs& in) {
   check_hyper(ck, in.tau, in.p);
 
   SoftSortParams p;
-  p.batch = x.shape[0];
-  p.dim = x.shape[1];
-  p.seqlen = x.shape[2];
+  set_tokens(p, x);
   p.tau = in.tau;
   p.p = in.p;
   p.p_is_one = in.p == 1.0;
@@ -66,16 +83,8 @@ SoftSortParams check_inputs(const Checker& ck, const SoftSortInputs& in) {
   p.band_radius = std::pow(cut * in.tau, 1.0 / in.p);
   p.hard = in.hard;
   p.descending = in.descending;
-  p.input_type = x.dtype;
-  p.acc_type = acc_type_of(x.dtype);
-  p.device = x.device;
-  p.device_index = x.device_index;
-  p.x = x.data;
-  p.x_batch_stride = x.strides[0];
-  p.x_dim_stride = x.strides[1];
 
-  const char* why = p.acc_type == DType::f64 ? " (float64 tokens take float64 scores)"
-                                             : " (scores are sorted in float32)";
+  const char* why = scores_dtype_reason(p.acc_type);
   check_dense(ck, in.sorted_scores, "sorted_scores", {p.batch, p.seqlen}, "(batch, L)",
               p.acc_type, why, x, "x");
   check_dense(ck, in.perm, "perm", {p.batch, p.seqlen}, "(batch, L)", DType::i64,
@@ -138,16 +147,7 @@ SoftSortScoreParams make_softsort_score_params(const TensorDesc& x, const Tensor
   Checker ck(kScoreOp);
   check_tokens(ck, x, "x");
   SoftSortScoreParams p;
-  p.batch = x.shape[0];
-  p.dim = x.shape[1];
-  p.seqlen = x.shape[2];
-  p.input_type = x.dtype;
-  p.acc_type = acc_type_of(x.dtype);
-  p.device = x.device;
-  p.device_index = x.device_index;
-  p.x = x.data;
-  p.x_batch_stride = x.strides[0];
-  p.x_dim_stride = x.strides[1];
+  set_tokens(p, x);
   check_dense(ck, w, "w", {p.dim}, "(dim,)", p.acc_type, " (the scoring weights)", x, "x");
   check_dense(ck, scores, "scores", {p.batch, p.seqlen}, "(batch, L)", p.acc_type,
               " (scores are accumulated in float32, float64 for float64 tokens)", x, "x");
@@ -162,19 +162,9 @@ SoftSortRankParams make_softsort_rank_params(const char* op, const TensorDesc& x
   Checker ck(op);
   check_tokens(ck, x, "x");
   SoftSortRankParams p;
-  p.batch = x.shape[0];
-  p.dim = x.shape[1];
-  p.seqlen = x.shape[2];
+  set_tokens(p, x);
   p.descending = descending;
-  p.input_type = x.dtype;
-  p.acc_type = acc_type_of(x.dtype);
-  p.device = x.device;
-  p.device_index = x.device_index;
-  p.x = x.data;
-  p.x_batch_stride = x.strides[0];
-  p.x_dim_stride = x.strides[1];
-  const char* why = p.acc_type == DType::f64 ? " (float64 tokens take float64 scores)"
-                                             : " (scores are sorted in float32)";
+  const char* why = scores_dtype_reason(p.acc_type);
   if ((scores == nullptr) == (w == nullptr))
     ck.fail("scores", "or 'w': exactly one of them must be given");
   if (w) {
