@@ -143,4 +143,43 @@ inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int f
   return a;
 }
 
+// Split along L (scan_fwd.cuh): when the row blocks hold fewer than S6KIT_CUDA_FWD_SPLIT_WARPS
+// warps (an H100's 132 multiprocessors with 24 warps each: each warp's walk along L is latency
+// bound, so fewer warps leave the machine idle) and L leaves chunks of at least
+// S6KIT_CUDA_FWD_MIN_CHUNK steps, L is cut into about (that many warps / the row blocks' warps)
+// chunks. (Both overridable at compile time, so that tests reach the split on small shapes.)
+#ifndef S6KIT_CUDA_FWD_SPLIT_WARPS
+#define S6KIT_CUDA_FWD_SPLIT_WARPS (132 * 24)
+#endif
+#ifndef S6KIT_CUDA_FWD_MIN_CHUNK
+#define S6KIT_CUDA_FWD_MIN_CHUNK 1024
+#endif
+constexpr int64_t kFwdSplitWarps = S6KIT_CUDA_FWD_SPLIT_WARPS;
+constexpr int64_t kFwdMinChunk = S6KIT_CUDA_FWD_MIN_CHUNK;
+
+struct FwdSplit {
+  int64_t nchunks = 1;    // 1: no split
+  int64_t chunk_len = 0;  // steps per chunk: a multiple of the checkpoint interval (and of T)
+};
+
+// The split of `p` with layout `lay`; forced_chunks > 0: about that many chunks (benchmarks).
+inline FwdSplit choose_fwd_split(const ScanParams& p, const FwdLayout& lay, int64_t forced_chunks = 0) {
+  const int64_t L = p.seqlen, ival = kScanCheckpointInterval;
+  const int64_t rows = lay.rows;
+  const int64_t warps = p.batch * p.n_groups * ((p.dim_per_group + rows - 1) / rows) * (lay.nt / 32);
+  int64_t k = forced_chunks;
+  if (k <= 0)
+    k = warps >= kFwdSplitWarps ? 1 : std::min((kFwdSplitWarps + warps - 1) / warps, L / kFwdMinChunk);
+  FwdSplit s;
+  if (k >= 2) {
+    s.chunk_len = ((L + k - 1) / k + ival - 1) / ival * ival;
+    s.nchunks = (L + s.chunk_len - 1) / s.chunk_len;
+  }
+  if (s.nchunks < 2) {
+    s.nchunks = 1;
+    s.chunk_len = (L + lay.T - 1) / lay.T * lay.T;
+  }
+  return s;
+}
+
 }  // namespace s6kit::cuda_scan
