@@ -297,10 +297,10 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
   }
   r.fwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_fwd(fps[i % nsets], s, 1); });
   r.bwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_bwd(bps[i % nsets], s, 1); });
-  const cuda_scan::FwdLayout def = cuda_scan::choose_fwd_layout(fps[0]);
-  r.default_kS = def.kS;
-  r.default_T = def.T;
-  r.default_chunks = cuda_scan::plan_fwd(fps[0]).split.nchunks;
+  const cuda_scan::FwdPlan def = cuda_scan::plan_fwd(fps[0]);
+  r.default_kS = def.lay.kS;
+  r.default_T = def.lay.T;
+  r.default_chunks = def.split.nchunks;
   if (variants) {
     for (int kS : {2, 4, 8})
       for (int T : {16, 32, 64}) {

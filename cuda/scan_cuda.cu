@@ -107,9 +107,13 @@ bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& 
 namespace cuda_scan {
 
 FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS, int T) {
+  return make_fwd_args(p, choose_fwd_layout(p, kS, T), ckpt, write_out);
+}
+
+FwdArgs make_fwd_args(const ScanParams& p, const FwdLayout& lay, float* ckpt, bool write_out) {
   FwdArgs a;
   a.p = p;
-  a.lay = choose_fwd_layout(p, kS, T);
+  a.lay = lay;
   a.ntiles = ceil_div(p.dim_per_group, a.lay.rows);
   a.ckpt = ckpt;
   a.write_out = write_out;
@@ -125,7 +129,9 @@ FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS, 
 
 FwdPlan plan_fwd(const ScanParams& p, int64_t forced_chunks) {
   FwdPlan pl;
-  pl.split = choose_fwd_split(p, choose_fwd_layout(p), forced_chunks);
+  const FwdChoice c = choose_fwd(p, forced_chunks);
+  pl.lay = c.lay;
+  pl.split = c.split;
   if (pl.split.nchunks > 1) {
     const int64_t entries = (pl.split.nchunks - 1) * p.batch * p.dim;
     pl.off_states = 0;
@@ -136,7 +142,7 @@ FwdPlan plan_fwd(const ScanParams& p, int64_t forced_chunks) {
 }
 
 void run_fwd(const ScanParams& p, const FwdPlan& pl, cudaStream_t s) {
-  FwdArgs a = make_fwd_args(p, static_cast<float*>(p.checkpoints), true);
+  FwdArgs a = make_fwd_args(p, pl.lay, static_cast<float*>(p.checkpoints), true);
   auto launch = [&] { dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); }); };
   if (pl.split.nchunks == 1) return launch();
   if (p.workspace_bytes < pl.bytes || p.workspace == nullptr)

@@ -47,10 +47,6 @@ struct FwdArgs {
   bool vec_out = false;    // out rows are 16-byte aligned: vector stores
 };
 
-// Blocks per multiprocessor the register allocation must allow (128 threads each): 64 registers
-// per thread for kS = 2, 80 for kS = 4, 128 for kS = 8.
-__host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : kS == 4 ? 6 : 4; }
-
 // The recurrence over one tile of T steps, h = exp(dt A) h + dt u B on the thread's kS states.
 // kY: each lane stores its partial y = C . h of every four steps into yp_out (rows * Rp float4s
 // apart). kDecay: `decay` accumulates dt (for scalar A: multiplies exp(dt A)) over the steps.

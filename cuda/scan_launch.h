@@ -29,15 +29,17 @@ auto fwd_kernel(const FwdArgs& a) {
 // The forward's arguments for `p` (layout, vector-access flags); kS, T = 0: the default states
 // per thread and tile length, else forced (benchmarks of the alternatives).
 FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS = 0, int T = 0);
+FwdArgs make_fwd_args(const ScanParams& p, const FwdLayout& lay, float* ckpt, bool write_out);
 
 // The forward of scan_fwd_cuda: its layout, split along L and workspace (byte offsets into
 // p.workspace of the chunk states and decays; -1: absent).
 struct FwdPlan {
+  FwdLayout lay;
   FwdSplit split;
   int64_t off_states = -1, off_decays = -1, bytes = 0;
 };
 
-// forced_chunks > 0: about that many chunks (benchmarks of the split), else choose_fwd_split's.
+// forced_chunks > 0: about that many chunks (benchmarks of the split), else choose_fwd's.
 FwdPlan plan_fwd(const ScanParams& p, int64_t forced_chunks = 0);
 
 // Runs the forward of `p` (L > 0) as planned: one launch, or the split's three; p.workspace holds
