@@ -424,7 +424,8 @@ int main(int argc, char** argv) {
       std::snprintf(rec, sizeof rec,
                     ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
                     "\"chunks\": %lld, \"default\": %s, \"ms\": %.5f}",
-                    r.dtype.c_str(), r.A.c_str(), shape, (long long)v.chunks, is_default ? "true" : "false", v.ms);
+                    r.dtype.c_str(), r.A.c_str(), shape, (long long)v.chunks, is_default ? "true" : "false",
+                    v.ms);
       json += rec;
     }
     std::fflush(stdout);

@@ -1,6 +1,6 @@
 // Entry points of the CUDA selective scan (declared in s6kit/scan.h): argument limits of this
-// backend, the backward's workspace plan, empty shapes, and the kernel sequence on the caller's
-// stream. All memory is the caller's: outputs, checkpoints and the backward's workspace.
+// backend, the workspace plans, empty shapes, and the kernel sequences on the caller's stream.
+// All memory is the caller's: outputs, checkpoints and the forward's and backward's workspaces.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -143,7 +143,9 @@ FwdPlan plan_fwd(const ScanParams& p, int64_t forced_chunks) {
 
 void run_fwd(const ScanParams& p, const FwdPlan& pl, cudaStream_t s) {
   FwdArgs a = make_fwd_args(p, pl.lay, static_cast<float*>(p.checkpoints), true);
-  auto launch = [&] { dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); }); };
+  auto launch = [&] {
+    dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); });
+  };
   if (pl.split.nchunks == 1) return launch();
   if (p.workspace_bytes < pl.bytes || p.workspace == nullptr)
     throw ArgError("selective_scan: the forward's workspace has " + std::to_string(p.workspace_bytes) +

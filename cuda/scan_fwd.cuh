@@ -10,7 +10,7 @@
 //   5. writes out = (y + D u) * silu(z), y summed over the R lanes of the row in a fixed order.
 // Steps past L run with dt = u = 0 and B = 0: exp(0) = 1, so they leave h unchanged.
 //
-// Split along L (few rows, long sequences; see FwdSplit in scan_fwd_layout.h): the sequence is cut
+// Split along L (few rows, long sequences; see choose_fwd in scan_fwd_layout.h): the sequence is cut
 // into K chunks of chunk_len steps (a multiple of 64, so of every tile length) and a launch runs
 // a range of chunks of every row block as one more grid dimension:
 //   FwdPass::chunk_states: chunks 0 .. K - 2. Chunk 0 starts from initial_state and writes its

@@ -124,11 +124,10 @@ inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
   return a;
 }
 
-// The forward's layout for `p` (see choose_fwd for the split along L): kS as fwd_states_per_thread, blocks of kFwdMaxThreads threads
-// (fewer when that leaves few blocks), and the longest tile (32 or 16 steps) within the budget;
-// or kS and T (16, 32, 64) as forced (benchmarks of the alternatives).
-// full_blocks: keep blocks of kFwdMaxThreads threads however few (the split along L fills the
-// machine with chunks instead).
+// The forward's layout for `p` (choose_fwd adds the split along L): kS as fwd_states_per_thread,
+// blocks of kFwdMaxThreads threads (fewer when that leaves few blocks, unless full_blocks: the
+// split along L fills the machine with chunks instead), and the longest tile (32 or 16 steps)
+// within the budget; or kS and T (16, 32, 64) as forced (benchmarks of the alternatives).
 inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int forced_T = 0,
                                    bool full_blocks = false) {
   const int kS = fwd_states_per_thread(p, forced_kS);

@@ -248,7 +248,8 @@ unsigned emu_grid(int64_t blocks) {
 template <typename in_t>
 void launch_fwd(const FwdArgs& args, cudaStream_t) {
   const auto kernel = fwd_kernel<in_t>(args);
-  emu::run_grid(dim3(emu_grid(fwd_blocks(args))), dim3(args.lay.nt), args.lay.smem_bytes, [&] { kernel(args); });
+  emu::run_grid(dim3(emu_grid(fwd_blocks(args))), dim3(args.lay.nt), args.lay.smem_bytes,
+                [&] { kernel(args); });
 }
 
 void launch_fwd_combine(const FwdCombine& a, cudaStream_t) {
