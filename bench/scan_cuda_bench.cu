@@ -9,9 +9,9 @@
 // (batch, 1, N, L); A real (dim, N) unless --scalar_A. Times are medians of --reps runs (CUDA
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
 // --once runs each direction once without timing (for profilers such as ncu). --variants also
-// times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles (the
-// kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h on the machine
-// at hand.
+// times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles, and split
+// along L into about 1 (no split), 2, 4, ..., 64 chunks (the kernels' internal launch API), to
+// check the defaults of cuda/scan_fwd_layout.h on the machine at hand.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -158,6 +158,12 @@ struct Result {
     double ms;
   };
   std::vector<Variant> fwd_variants;
+  int64_t default_chunks = 1;
+  struct Split {
+    int64_t chunks;
+    double ms;
+  };
+  std::vector<Split> fwd_splits;
 };
 
 // The forward of `p` with a forced number of states per thread and tile length.
@@ -167,6 +173,13 @@ void fwd_with_layout(const ScanParams& p, int kS, int T, cudaStream_t s) {
     cuda_scan::launch_fwd<__nv_bfloat16>(a, s);
   else
     cuda_scan::launch_fwd<float>(a, s);
+}
+
+// The forward of `p` split along L as planned (workspace: at least plan.bytes).
+void fwd_with_split(ScanParams p, const cuda_scan::FwdPlan& plan, const Buffer& ws, cudaStream_t s) {
+  p.workspace = ws.ptr;
+  p.workspace_bytes = ws.bytes;
+  cuda_scan::run_fwd(p, plan, s);
 }
 
 template <typename Fn>
@@ -264,6 +277,13 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
     bp.workspace = ws.ptr;
     bp.workspace_bytes = ws_bytes;
   }
+  int64_t fws_bytes = 0;
+  for (const auto& fp : fps) fws_bytes = std::max(fws_bytes, scan_fwd_workspace_bytes(fp));
+  Buffer fws(fws_bytes);
+  for (auto& fp : fps) {
+    fp.workspace = fws.ptr;
+    fp.workspace_bytes = fws_bytes;
+  }
   // The checkpoints of every set (the backward reads them, as after a training forward).
   for (int k = 0; k < nsets; ++k) scan_fwd(fps[k], s, 1);
   check(cudaStreamSynchronize(s), "forward");
@@ -277,16 +297,28 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
   }
   r.fwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_fwd(fps[i % nsets], s, 1); });
   r.bwd_ms = median_event_ms(s, 3, reps, [&](int i) { scan_bwd(bps[i % nsets], s, 1); });
-  const cuda_scan::FwdLayout def = cuda_scan::choose_fwd_layout(fps[0]);
-  r.default_kS = def.kS;
-  r.default_T = def.T;
-  if (variants)
+  const cuda_scan::FwdPlan def = cuda_scan::plan_fwd(fps[0]);
+  r.default_kS = def.lay.kS;
+  r.default_T = def.lay.T;
+  r.default_chunks = def.split.nchunks;
+  if (variants) {
     for (int kS : {2, 4, 8})
       for (int T : {16, 32, 64}) {
         if (cuda_scan::fwd_states_per_thread(fps[0], kS) != kS) continue;
         const double ms = median_event_ms(s, 3, reps, [&](int i) { fwd_with_layout(fps[i % nsets], kS, T, s); });
         r.fwd_variants.push_back({kS, T, ms});
       }
+    int64_t last_chunks = 0;
+    for (int64_t k : {1, 2, 4, 8, 16, 32, 64}) {
+      const cuda_scan::FwdPlan plan = cuda_scan::plan_fwd(fps[0], k);
+      if (plan.split.nchunks == last_chunks) continue;  // L too short for more chunks
+      last_chunks = plan.split.nchunks;
+      Buffer split_ws(plan.bytes);
+      const double ms =
+          median_event_ms(s, 3, reps, [&](int i) { fwd_with_split(fps[i % nsets], plan, split_ws, s); });
+      r.fwd_splits.push_back({plan.split.nchunks, ms});
+    }
+  }
   return r;
 }
 
@@ -382,6 +414,18 @@ int main(int argc, char** argv) {
                     ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
                     "\"states_per_thread\": %d, \"tile\": %d, \"default\": %s, \"ms\": %.5f}",
                     r.dtype.c_str(), r.A.c_str(), shape, v.kS, v.T, is_default ? "true" : "false", v.ms);
+      json += rec;
+    }
+    for (const auto& v : r.fwd_splits) {
+      const bool is_default = v.chunks == r.default_chunks;
+      std::printf("      forward split along L into %3lld chunks: %.4f ms%s\n", (long long)v.chunks, v.ms,
+                  is_default ? " (the default)" : "");
+      char rec[256];
+      std::snprintf(rec, sizeof rec,
+                    ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
+                    "\"chunks\": %lld, \"default\": %s, \"ms\": %.5f}",
+                    r.dtype.c_str(), r.A.c_str(), shape, (long long)v.chunks, is_default ? "true" : "false",
+                    v.ms);
       json += rec;
     }
     std::fflush(stdout);

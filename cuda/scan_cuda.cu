@@ -1,6 +1,6 @@
 // Entry points of the CUDA selective scan (declared in s6kit/scan.h): argument limits of this
-// backend, the backward's workspace plan, empty shapes, and the kernel sequence on the caller's
-// stream. All memory is the caller's: outputs, checkpoints and the backward's workspace.
+// backend, the workspace plans, empty shapes, and the kernel sequences on the caller's stream.
+// All memory is the caller's: outputs, checkpoints and the forward's and backward's workspaces.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -107,9 +107,13 @@ bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& 
 namespace cuda_scan {
 
 FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS, int T) {
+  return make_fwd_args(p, choose_fwd_layout(p, kS, T), ckpt, write_out);
+}
+
+FwdArgs make_fwd_args(const ScanParams& p, const FwdLayout& lay, float* ckpt, bool write_out) {
   FwdArgs a;
   a.p = p;
-  a.lay = choose_fwd_layout(p, kS, T);
+  a.lay = lay;
   a.ntiles = ceil_div(p.dim_per_group, a.lay.rows);
   a.ckpt = ckpt;
   a.write_out = write_out;
@@ -119,7 +123,59 @@ FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS, 
   a.vec_bc = (!p.variable_B || bc_rows_aligned(p.B, p.B_batch_stride, p.B_group_stride, p.B_state_stride, p)) &&
              (!p.variable_C || bc_rows_aligned(p.C, p.C_batch_stride, p.C_group_stride, p.C_state_stride, p));
   a.vec_out = outputs_aligned({p.out}, p);
+  a.chunk_len = (p.seqlen + a.lay.T - 1) / a.lay.T * a.lay.T;
   return a;
+}
+
+FwdPlan plan_fwd(const ScanParams& p, int64_t forced_chunks) {
+  FwdPlan pl;
+  const FwdChoice c = choose_fwd(p, forced_chunks);
+  pl.lay = c.lay;
+  pl.split = c.split;
+  if (pl.split.nchunks > 1) {
+    const int64_t entries = (pl.split.nchunks - 1) * p.batch * p.dim;
+    pl.off_states = 0;
+    pl.off_decays = align_up(entries * p.dstate * 4);
+    pl.bytes = pl.off_decays + align_up(entries * 4);
+  }
+  return pl;
+}
+
+void run_fwd(const ScanParams& p, const FwdPlan& pl, cudaStream_t s) {
+  FwdArgs a = make_fwd_args(p, pl.lay, static_cast<float*>(p.checkpoints), true);
+  auto launch = [&] {
+    dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); });
+  };
+  if (pl.split.nchunks == 1) return launch();
+  if (p.workspace_bytes < pl.bytes || p.workspace == nullptr)
+    throw ArgError("selective_scan: the forward's workspace has " + std::to_string(p.workspace_bytes) +
+                   " bytes, it needs " + std::to_string(pl.bytes) + " (scan_fwd_workspace_bytes)");
+  char* const ws = static_cast<char*>(p.workspace);
+  a.chunk_len = pl.split.chunk_len;
+  a.nchunks = pl.split.nchunks;
+  a.states = reinterpret_cast<float*>(ws + pl.off_states);
+  a.decays = reinterpret_cast<float*>(ws + pl.off_decays);
+  // Chunks 0 .. K - 2 from zero (chunk 0 from initial_state, with its outputs), their end states
+  // made true in chunk order, then chunks 1 .. K - 1 from those with their outputs.
+  a.pass = FwdPass::chunk_states;
+  a.first_chunk = 0;
+  a.run_chunks = a.nchunks - 1;
+  launch();
+  FwdCombine c;
+  c.states = a.states;
+  c.decays = a.decays;
+  c.A = static_cast<const float*>(p.A);
+  c.A_dim_stride = p.A_dim_stride;
+  c.A_state_stride = p.A_state_stride;
+  c.scalar_A = p.scalar_A;
+  c.rows = p.batch * p.dim;
+  c.dim = p.dim;
+  c.N = p.dstate;
+  c.nchunks = a.nchunks;
+  launch_fwd_combine(c, s);
+  a.pass = FwdPass::chunk_outputs;
+  a.first_chunk = 1;
+  launch();
 }
 
 }  // namespace cuda_scan
@@ -212,8 +268,13 @@ void scan_fwd_cuda(const ScanParams& p, void* stream) {
       zero(p.last_state, bytes, s);
     return;
   }
-  const FwdArgs a = make_fwd_args(p, static_cast<float*>(p.checkpoints), true);
-  dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(a, s); });
+  run_fwd(p, plan_fwd(p), s);
+}
+
+int64_t scan_fwd_workspace_bytes_cuda(const ScanParams& p) {
+  check_supported(p);
+  if (empty_scan(p)) return 0;
+  return plan_fwd(p).bytes;
 }
 
 int64_t scan_bwd_workspace_bytes_cuda(const ScanBwdParams& p) {

@@ -9,6 +9,18 @@
 //      the tile, and stores each lane's partial y = C . h of every four steps;
 //   5. writes out = (y + D u) * silu(z), y summed over the R lanes of the row in a fixed order.
 // Steps past L run with dt = u = 0 and B = 0: exp(0) = 1, so they leave h unchanged.
+//
+// Split along L (few rows, long sequences; see choose_fwd in scan_fwd_layout.h): the sequence is cut
+// into K chunks of chunk_len steps (a multiple of 64, so of every tile length) and a launch runs
+// a range of chunks of every row block as one more grid dimension:
+//   FwdPass::chunk_states: chunks 0 .. K - 2. Chunk 0 starts from initial_state and writes its
+//     outputs and checkpoints as usual; chunks c >= 1 start from h = 0 and form no outputs. Each
+//     stores its final state into states[c] and (c >= 1) its decay into decays[c]: the sum of dt
+//     over the chunk, or for scalar A the product of exp(dt A), so that the chunk maps a state h
+//     at its start to exp(A S) h + states[c] (or P h + states[c]) at its end;
+//   (scan_fwd_combine.cuh turns states[c] into the true state at the end of chunk c;)
+//   FwdPass::chunk_outputs: chunks 1 .. K - 1, each from the true state at the end of chunk
+//     c - 1, writing outputs, checkpoints and (last chunk) last_state.
 #pragma once
 
 #include "scan_device.cuh"
@@ -16,20 +28,56 @@
 
 namespace s6kit::cuda_scan {
 
+enum class FwdPass : int { whole = 0, chunk_states = 1, chunk_outputs = 2 };
+
 struct FwdArgs {
   ScanParams p;
   FwdLayout lay;
   int64_t ntiles = 0;      // row tiles per (batch, group)
   float* ckpt = nullptr;   // (batch, dim, ceil(L / 64), N) or null
   bool write_out = true;   // false: only the checkpoints (the backward's recompute mode)
+  // Split along L: this launch runs chunks first_chunk .. first_chunk + run_chunks - 1 of
+  // nchunks chunks of chunk_len steps (whole: one chunk, the whole sequence).
+  FwdPass pass = FwdPass::whole;
+  int64_t chunk_len = 0, nchunks = 1, first_chunk = 0, run_chunks = 1;
+  float* states = nullptr;  // (nchunks - 1, batch, dim, N): chunk end states (see above)
+  float* decays = nullptr;  // (nchunks - 1, batch, dim): chunk decays (entry 0 unused)
   bool vec_in = false;     // u, delta, z rows are 16-byte aligned: asynchronous 16-byte copies
   bool vec_bc = false;     // variable B / C state rows are 16-byte aligned: likewise
   bool vec_out = false;    // out rows are 16-byte aligned: vector stores
 };
 
-// Blocks per multiprocessor the register allocation must allow (128 threads each): 64 registers
-// per thread for kS = 2, 80 for kS = 4, 128 for kS = 8.
-__host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : kS == 4 ? 6 : 4; }
+// The recurrence over one tile of T steps, h = exp(dt A) h + dt u B on the thread's kS states.
+// kY: each lane stores its partial y = C . h of every four steps into yp_out (rows * Rp float4s
+// apart). kDecay: `decay` accumulates dt (for scalar A: multiplies exp(dt A)) over the steps.
+template <bool kScalarA, int kS, bool kY, bool kDecay>
+__device__ __forceinline__ void fwd_recurrence(float (&h)[kS], const float (&A2)[kS], float& decay,
+                                               const float2* dtu_row, int rows, const float* bBase,
+                                               int bStep, const float* cBase, int cStep, int slice,
+                                               int R, float4* yp_out, int yp_stride, int T) {
+#pragma unroll 2
+  for (int j4 = 0; j4 < T / 4; ++j4) {
+    float yv[4];
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+      const int j = 4 * j4 + jj;
+      const float2 dd = dtu_row[j * rows];
+      float bv[kS], cv[kS];
+      load_row_states<kS>(bBase + j * bStep, slice, R, bv);
+      if constexpr (kY) load_row_states<kS>(cBase + j * cStep, slice, R, cv);
+      if constexpr (kDecay) decay = kScalarA ? decay * dd.x : decay + dd.x;
+      float yp = 0.f;
+#pragma unroll
+      for (int i = 0; i < kS; ++i) {
+        const float a = kScalarA ? dd.x : fast_exp2(dd.x * A2[i]);
+        h[i] = fmaf(a, h[i], dd.y * bv[i]);
+        if constexpr (kY) yp = fmaf(cv[i], h[i], yp);
+      }
+      yv[jj] = yp;
+    }
+    if constexpr (kY) yp_out[j4 * yp_stride] = make_float4(yv[0], yv[1], yv[2], yv[3]);
+  }
+}
 
 template <typename in_t, bool kScalarA, int kS>
 __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_kernel(const __grid_constant__ FwdArgs args) {
@@ -46,8 +94,6 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
   const int row = tid >> lay.log2R, slice = tid & (R - 1);
   const int64_t L = p.seqlen, dim = p.dim;
   const int N = static_cast<int>(p.dstate);
-  const bool write_out = args.write_out;
-  const bool load_z = p.has_z && write_out;
   const bool varB = p.variable_B, varC = p.variable_C;
   const int64_t n_ckpt = (L + kScanCheckpointInterval - 1) / kScanCheckpointInterval;
 
@@ -65,14 +111,23 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
   const float* const Aw = static_cast<const float*>(p.A);
   in_t* const Out = static_cast<in_t*>(p.out);
 
-  const int n_row_arrays = load_z ? 3 : 2;
   const int nB = varB ? N : 0, nC = varC ? N : 0;
   const int nq = (lay.npad + 3) >> 2;  // float4 groups of states in a B / C row
   const int64_t ntl = (L + T - 1) / T;
+  const int64_t chunk_tiles = args.chunk_len / T;
 
-  const int64_t nblocks = p.batch * p.n_groups * args.ntiles;
+  const int64_t nrowblocks = p.batch * p.n_groups * args.ntiles;
+  const int64_t nblocks = nrowblocks * args.run_chunks;
   for (int64_t blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
-    const int64_t rt = blk % args.ntiles, bg = blk / args.ntiles;
+    const int64_t chunk = args.first_chunk + blk / nrowblocks;
+    // A chunk of the chunk_states pass past the first starts from zero and forms no outputs.
+    const bool local = args.pass == FwdPass::chunk_states && chunk > 0;
+    const bool write_out = args.write_out && !local;
+    const bool load_z = p.has_z && write_out;
+    const int n_row_arrays = load_z ? 3 : 2;
+    float* const ckpt = local ? nullptr : args.ckpt;
+    const int64_t t_begin = chunk * chunk_tiles, t_end = min64(ntl, t_begin + chunk_tiles);
+    const int64_t rt = blk % args.ntiles, bg = (blk % nrowblocks) / args.ntiles;
     const int64_t b = bg / p.n_groups, g = bg % p.n_groups;
     const int64_t d0 = g * p.dim_per_group + rt * rows;
     const int rows_valid = static_cast<int>(min64(rows, p.dim_per_group - rt * rows));
@@ -224,7 +279,7 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
     };
 
     __syncthreads();  // the previous block iteration is done with shared memory
-    stage(0, 0);
+    stage(t_begin * T, 0);
     for (int r = tid; r < rows; r += nt) {
       const bool ok = r < rows_valid;
       sRowD[r] = ok && p.has_D ? static_cast<const float*>(p.D)[(d0 + r) * p.D_stride] : 0.f;
@@ -246,7 +301,9 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
     // Thread state: h and A * log2(e) of states n = slice * kS + i; zero for n >= N and for rows
     // past the group (their dt is zero too, so h stays zero).
     float h[kS], A2[kS];
-    if (valid && p.has_initial_state) {
+    if (valid && args.pass == FwdPass::chunk_outputs) {
+      load_global_states<kS>(args.states + ((chunk - 1) * p.batch * dim + b * dim + d) * N, slice, N, h);
+    } else if (valid && p.has_initial_state && chunk == 0) {
       load_global_states<kS>(static_cast<const float*>(p.initial_state) + (b * dim + d) * N, slice, N, h);
     } else {
 #pragma unroll
@@ -258,53 +315,44 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
       A2[i] = !kScalarA && valid && n < N ? Aw[d * p.A_dim_stride + n * p.A_state_stride] * kLog2e : 0.f;
     }
 
-    for (int64_t t = 0; t < ntl; ++t) {
+    float decay = kScalarA ? 1.f : 0.f;  // of a local chunk (see fwd_recurrence)
+    for (int64_t t = t_begin; t < t_end; ++t) {
       const int64_t l0 = t * T;
-      const int buf = static_cast<int>(t & 1);
+      const int buf = static_cast<int>((t - t_begin) & 1);
       cp_async_wait_all();
       // The tile's raw inputs are in place; every thread is done with tile t - 1 (its outputs
       // read raw buffer buf ^ 1, now free for tile t + 1).
       __syncthreads();
-      if (t + 1 < ntl) stage(l0 + T, buf ^ 1);
+      if (t + 1 < t_end) stage(l0 + T, buf ^ 1);
       convert(l0, buf);
       __syncthreads();
 
-      if (args.ckpt != nullptr && valid && l0 % kScanCheckpointInterval == 0)
-        store_global_states<kS>(args.ckpt + ((b * dim + d) * n_ckpt + l0 / kScanCheckpointInterval) * N,
+      if (ckpt != nullptr && valid && l0 % kScanCheckpointInterval == 0)
+        store_global_states<kS>(ckpt + ((b * dim + d) * n_ckpt + l0 / kScanCheckpointInterval) * N,
                                 slice, N, h);
 
       // The recurrence; each lane keeps its partial y of four steps at a time.
       const float2* const dtu_row = sDtu + row;
       float4* const yp_out = sYp + row * Rp + slice;
-#pragma unroll 2
-      for (int j4 = 0; j4 < T / 4; ++j4) {
-        float yv[4];
-#pragma unroll
-        for (int jj = 0; jj < 4; ++jj) {
-          const int j = 4 * j4 + jj;
-          const float2 dd = dtu_row[j * rows];
-          float bv[kS], cv[kS];
-          load_row_states<kS>(bBase + j * bStep, slice, R, bv);
-          load_row_states<kS>(cBase + j * cStep, slice, R, cv);
-          float yp = 0.f;
-#pragma unroll
-          for (int i = 0; i < kS; ++i) {
-            const float a = kScalarA ? dd.x : fast_exp2(dd.x * A2[i]);
-            h[i] = fmaf(a, h[i], dd.y * bv[i]);
-            yp = fmaf(cv[i], h[i], yp);
-          }
-          yv[jj] = yp;
-        }
-        yp_out[j4 * rows * Rp] = make_float4(yv[0], yv[1], yv[2], yv[3]);
-      }
+      if (local)
+        fwd_recurrence<kScalarA, kS, false, true>(h, A2, decay, dtu_row, rows, bBase, bStep, cBase,
+                                                  cStep, slice, R, yp_out, rows * Rp, T);
+      else
+        fwd_recurrence<kScalarA, kS, true, false>(h, A2, decay, dtu_row, rows, bBase, bStep, cBase,
+                                                  cStep, slice, R, yp_out, rows * Rp, T);
       if (write_out) {
         __syncthreads();  // every lane's partial y of the tile is in sYp
         output(l0, buf);
       }
     }
 
-    if (write_out && valid)
+    if (valid && args.pass == FwdPass::chunk_states) {
+      const int64_t at = chunk * p.batch * dim + b * dim + d;
+      store_global_states<kS>(args.states + at * N, slice, N, h);
+      if (local && slice == 0) args.decays[at] = decay;
+    } else if (args.write_out && valid && chunk == args.nchunks - 1) {
       store_global_states<kS>(static_cast<float*>(p.last_state) + (b * dim + d) * N, slice, N, h);
+    }
   }
 }
 

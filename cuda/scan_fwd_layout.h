@@ -24,6 +24,9 @@ namespace s6kit::cuda_scan {
 
 constexpr int kFwdMaxThreads = 128;
 constexpr int kFwdSmemBudget = 72 * 1024;  // 3 blocks per multiprocessor at the largest
+// Blocks per multiprocessor the register allocation must allow (128 threads each): 64 registers
+// per thread for kS = 2, 80 for kS = 4, 128 for kS = 8.
+__host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : kS == 4 ? 6 : 4; }
 // Below this many blocks the forward halves its blocks (down to one warp), so that the few rows
 // spread over more multiprocessors.
 constexpr int64_t kFwdFewBlocks = 264;
@@ -121,10 +124,12 @@ inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
   return a;
 }
 
-// The forward's layout for `p`: kS as fwd_states_per_thread, blocks of kFwdMaxThreads threads
-// (fewer when that leaves few blocks), and the longest tile (32 or 16 steps) within the budget;
-// or kS and T (16, 32, 64) as forced (benchmarks of the alternatives).
-inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int forced_T = 0) {
+// The forward's layout for `p` (choose_fwd adds the split along L): kS as fwd_states_per_thread,
+// blocks of kFwdMaxThreads threads (fewer when that leaves few blocks, unless full_blocks: the
+// split along L fills the machine with chunks instead), and the longest tile (32 or 16 steps)
+// within the budget; or kS and T (16, 32, 64) as forced (benchmarks of the alternatives).
+inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int forced_T = 0,
+                                   bool full_blocks = false) {
   const int kS = fwd_states_per_thread(p, forced_kS);
   int R = 1;
   while (R * kS < p.dstate) R *= 2;
@@ -133,7 +138,7 @@ inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int f
     return p.batch * p.n_groups * ((p.dim_per_group + rows - 1) / rows);
   };
   int nt = kFwdMaxThreads;
-  while (nt > 32 && nt > R && blocks(nt) < kFwdFewBlocks) nt /= 2;
+  while (!full_blocks && nt > 32 && nt > R && blocks(nt) < kFwdFewBlocks) nt /= 2;
   int T = forced_T != 0 ? forced_T : 32;
   FwdLayout a = make_fwd_layout(p, kS, nt, T);
   while (forced_T == 0 && a.smem_bytes > kFwdSmemBudget && T > 16) {
@@ -141,6 +146,78 @@ inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int f
     a = make_fwd_layout(p, kS, nt, T);
   }
   return a;
+}
+
+// Split along L (scan_fwd.cuh). Each warp's walk along L is latency bound, so row blocks of few
+// warps leave the machine idle: when they hold fewer than S6KIT_CUDA_FWD_SPLIT_BELOW_WARPS warps
+// (4 per multiprocessor of an H100) and L leaves chunks of at least S6KIT_CUDA_FWD_MIN_CHUNK
+// steps, L is cut into chunks so that each of the split's two scanning passes is about one full
+// wave of blocks of kFwdMaxThreads threads on an H100. Shapes with more warps keep the single
+// pass. (The threshold and the chunk length are overridable at compile time, so that tests reach
+// the split on small shapes.)
+#ifndef S6KIT_CUDA_FWD_SPLIT_BELOW_WARPS
+#define S6KIT_CUDA_FWD_SPLIT_BELOW_WARPS (132 * 4)
+#endif
+#ifndef S6KIT_CUDA_FWD_MIN_CHUNK
+#define S6KIT_CUDA_FWD_MIN_CHUNK 1024
+#endif
+constexpr int64_t kFwdSplitBelowWarps = S6KIT_CUDA_FWD_SPLIT_BELOW_WARPS;
+constexpr int64_t kFwdMinChunk = S6KIT_CUDA_FWD_MIN_CHUNK;
+constexpr int64_t kFwdMultiprocessors = 132;             // H100 SXM
+constexpr int64_t kFwdSmemPerMultiprocessor = 232448;    // bytes a multiprocessor's blocks may use
+constexpr int64_t kFwdSmemReservedPerBlock = 1024;
+
+inline int64_t fwd_row_blocks(const ScanParams& p, const FwdLayout& lay) {
+  return p.batch * p.n_groups * ((p.dim_per_group + lay.rows - 1) / lay.rows);
+}
+
+// Blocks of `lay` one multiprocessor holds at once: bounded by shared memory, by the registers
+// (the kernel's launch bounds promise fwd_min_blocks blocks of kFwdMaxThreads threads) and by 32.
+inline int64_t fwd_blocks_per_multiprocessor(const FwdLayout& lay) {
+  const int64_t by_smem = kFwdSmemPerMultiprocessor / (lay.smem_bytes + kFwdSmemReservedPerBlock);
+  const int64_t by_regs = int64_t(fwd_min_blocks(lay.kS)) * kFwdMaxThreads / lay.nt;
+  return std::max<int64_t>(1, std::min<int64_t>({by_smem, by_regs, 32}));
+}
+
+struct FwdSplit {
+  int64_t nchunks = 1;    // 1: no split
+  int64_t chunk_len = 0;  // steps per chunk: a multiple of the checkpoint interval (and of T)
+};
+
+struct FwdChoice {
+  FwdLayout lay;
+  FwdSplit split;
+};
+
+// The forward's layout and split along L for `p`; forced_chunks > 0: about that many chunks
+// (benchmarks; 1: no split).
+inline FwdChoice choose_fwd(const ScanParams& p, int64_t forced_chunks = 0) {
+  const int64_t L = p.seqlen, ival = kScanCheckpointInterval;
+  FwdChoice c;
+  c.lay = choose_fwd_layout(p);
+  const FwdLayout full = choose_fwd_layout(p, 0, 0, true);
+  int64_t k = forced_chunks;
+  if (k <= 0) {
+    const int64_t warps = fwd_row_blocks(p, c.lay) * (c.lay.nt / 32);
+    k = 1;
+    if (warps < kFwdSplitBelowWarps && L >= 2 * kFwdMinChunk) {
+      // Chunks 0 .. K - 2, then 1 .. K - 1, each pass one wave of the row blocks' chunks.
+      const int64_t wave = kFwdMultiprocessors * fwd_blocks_per_multiprocessor(full);
+      const int64_t rb = fwd_row_blocks(p, full);
+      k = std::min(1 + (wave + rb - 1) / rb, L / kFwdMinChunk);
+    }
+  }
+  if (k >= 2) {
+    c.split.chunk_len = ((L + k - 1) / k + ival - 1) / ival * ival;
+    c.split.nchunks = (L + c.split.chunk_len - 1) / c.split.chunk_len;
+  }
+  if (c.split.nchunks >= 2) {
+    c.lay = full;
+  } else {
+    c.split.nchunks = 1;
+    c.split.chunk_len = (L + c.lay.T - 1) / c.lay.T * c.lay.T;
+  }
+  return c;
 }
 
 }  // namespace s6kit::cuda_scan

@@ -29,9 +29,41 @@ auto fwd_kernel(const FwdArgs& a) {
 // The forward's arguments for `p` (layout, vector-access flags); kS, T = 0: the default states
 // per thread and tile length, else forced (benchmarks of the alternatives).
 FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS = 0, int T = 0);
+FwdArgs make_fwd_args(const ScanParams& p, const FwdLayout& lay, float* ckpt, bool write_out);
+
+// The forward of scan_fwd_cuda: its layout, split along L and workspace (byte offsets into
+// p.workspace of the chunk states and decays; -1: absent).
+struct FwdPlan {
+  FwdLayout lay;
+  FwdSplit split;
+  int64_t off_states = -1, off_decays = -1, bytes = 0;
+};
+
+// forced_chunks > 0: about that many chunks (benchmarks of the split), else choose_fwd's.
+FwdPlan plan_fwd(const ScanParams& p, int64_t forced_chunks = 0);
+
+// Runs the forward of `p` (L > 0) as planned: one launch, or the split's three; p.workspace holds
+// plan.bytes.
+void run_fwd(const ScanParams& p, const FwdPlan& plan, cudaStream_t stream);
 
 template <typename in_t>
 void launch_fwd(const FwdArgs& args, cudaStream_t stream);
+
+// Blocks of a forward launch: every row block for each chunk it runs.
+inline int64_t fwd_blocks(const FwdArgs& a) { return a.p.batch * a.p.n_groups * a.ntiles * a.run_chunks; }
+
+// The forward split's middle pass (scan_fwd_combine.cuh) on the chunk states and decays of a
+// chunk_states launch.
+struct FwdCombine {
+  float* states = nullptr;        // (nchunks - 1, rows, N)
+  const float* decays = nullptr;  // (nchunks - 1, rows)
+  const float* A = nullptr;
+  int64_t A_dim_stride = 0, A_state_stride = 0;
+  bool scalar_A = false;
+  int64_t rows = 0, dim = 0, N = 0, nchunks = 0;  // rows = batch * dim
+};
+
+void launch_fwd_combine(const FwdCombine& args, cudaStream_t stream);
 
 template <typename in_t>
 void launch_bwd(const BwdArgs& args, cudaStream_t stream);

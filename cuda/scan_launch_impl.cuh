@@ -31,8 +31,7 @@ template <typename in_t>
 void launch_fwd(const FwdArgs& args, cudaStream_t stream) {
   const auto kernel = fwd_kernel<in_t>(args);
   detail::set_smem(kernel, args.lay.smem_bytes);
-  const int64_t blocks = args.p.batch * args.p.n_groups * args.ntiles;
-  kernel<<<detail::grid_size(blocks), args.lay.nt, args.lay.smem_bytes, stream>>>(args);
+  kernel<<<detail::grid_size(fwd_blocks(args)), args.lay.nt, args.lay.smem_bytes, stream>>>(args);
   cuda_check(cudaGetLastError(), "launch of scan_fwd_kernel");
 }
 

@@ -32,6 +32,8 @@ MODES = {
     # dB / dC partials: each block then sums several row tiles.
     "two_states_several_row_tiles_per_block": ["-DS6KIT_CUDA_FWD_STATES=2",
                                                "-DS6KIT_CUDA_MAX_PARTIAL_BYTES=4096"],
+    # The forward split along L into chunks of 64 steps or more whenever L allows two.
+    "forward_split_along_L": ["-DS6KIT_CUDA_FWD_SPLIT_BELOW_WARPS=1000000", "-DS6KIT_CUDA_FWD_MIN_CHUNK=64"],
 }
 
 CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
@@ -67,7 +69,8 @@ def executables(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode,args", [("default_layouts", ["--seed=1"]),
-                                       ("two_states_several_row_tiles_per_block", ["--quick", "--seed=3"])])
+                                       ("two_states_several_row_tiles_per_block", ["--quick", "--seed=3"]),
+                                       ("forward_split_along_L", ["--quick", "--long", "--seed=5"])])
 def test_cuda_kernels_under_emulation_match_the_cpu_kernel(executables, mode, args):
     res = subprocess.run([str(executables[mode]), *args], capture_output=True, text=True, timeout=900)
     tail = "\n".join(res.stdout.splitlines()[-25:]) + res.stderr[-3000:]

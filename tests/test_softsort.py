@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import s6kit
-from s6kit._core import _C, desc
+from s6kit._core import _C, byte_allocator, desc
 from softsort_cases import (
     assert_close,
     make_scores,
@@ -411,7 +411,8 @@ def test_scan_core_still_rejects_integer_tensors(arg, dtype):
     d = {k: desc(v, "selective_scan", k) for k, v in t.items()}
     with pytest.raises(ValueError, match=f"'{arg}' must"):
         _C.scan_fwd(d["u"], d["delta"], d["A"], d["B"], d["C"], d["D"], None, None, None,
-                    desc(out, "s", "out"), desc(last, "s", "last_state"), None, False, 0, 1)
+                    desc(out, "s", "out"), desc(last, "s", "last_state"), None, False,
+                    byte_allocator(out.device, []), 0, 1)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

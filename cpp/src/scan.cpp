@@ -32,6 +32,15 @@ void scan_bwd(const ScanBwdParams& p, void* stream, int num_threads) {
 #endif
 }
 
+int64_t scan_fwd_workspace_bytes(const ScanParams& p) {
+  if (p.device == Device::cpu) return scan_fwd_workspace_bytes_cpu(p);
+#ifdef S6KIT_WITH_CUDA
+  return scan_fwd_workspace_bytes_cuda(p);
+#else
+  no_cuda();
+#endif
+}
+
 int64_t scan_bwd_workspace_bytes(const ScanBwdParams& p) {
   if (p.device == Device::cpu) return scan_bwd_workspace_bytes_cpu(p);
 #ifdef S6KIT_WITH_CUDA

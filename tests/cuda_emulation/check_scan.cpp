@@ -4,7 +4,10 @@
 // thread schedules are bitwise identical, and that every output element is written (outputs and
 // workspace start as NaN).
 //
-//   check_scan_emulated [--quick] [--seed=S]
+//   check_scan_emulated [--quick] [--long] [--seed=S]
+//
+// --quick: the fixed cases only (no random ones); --long: also a few sequences of several hundred
+// steps (the forward's split along L when built with low split thresholds).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -202,8 +205,16 @@ Outputs run(const Case& c, Inputs& in, Device dev) {
   }
   o.out = Array(c.dt, {b, d, L});
   o.last = Array(DType::f32, {b, d, N});
-  const ScanParams fp = make_scan_params(si, o.out.desc(dev), o.last.desc(dev));
-  if (dev == Device::cpu) scan_fwd_cpu(fp, 1); else scan_fwd_cuda(fp, nullptr);
+  ScanParams fp = make_scan_params(si, o.out.desc(dev), o.last.desc(dev));
+  std::vector<unsigned char> fws;
+  if (dev == Device::cpu) {
+    scan_fwd_cpu(fp, 1);
+  } else {
+    fp.workspace_bytes = scan_fwd_workspace_bytes_cuda(fp);
+    fws.assign(size_t(fp.workspace_bytes), 0xff);  // NaN: every entry read must have been written
+    fp.workspace = fws.empty() ? nullptr : fws.data();
+    scan_fwd_cuda(fp, nullptr);
+  }
 
   ScanGrads g;
   g.dout = in.dout.desc(dev);
@@ -308,10 +319,11 @@ void check_case(const Case& c, unsigned seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, long_seqs = false;
   unsigned seed = 1;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--long") == 0) long_seqs = true;
     if (std::strncmp(argv[i], "--seed=", 7) == 0) seed = unsigned(std::atoi(argv[i] + 7));
   }
   std::vector<Case> cases;
@@ -335,6 +347,12 @@ int main(int argc, char** argv) {
   cases.push_back({3, 40, 20, 12, 0, f32, true, false, false, false, false, true, false, false, false, true, false});
   cases.push_back({1, 16, 0, 16, 0, f32, false, true, true, true, true, true, true, true, true, true, false});
   cases.push_back({0, 16, 10, 16, 0, f32, false, true, true, true, true, true, true, true, true, true, false});
+  if (long_seqs) {  // several chunks when the forward splits L into 64-step chunks
+    cases.push_back({1, 6, 700, 16, 0, f32, true, true, true, true, true, true, true, true, true, true, false});
+    cases.push_back({2, 5, 640, 16, 0, f32, false, true, true, true, false, true, true, true, true, true, true});
+    cases.push_back({1, 3, 450, 64, 0, bf16, false, false, true, true, true, true, true, false, true, true, false});
+    cases.push_back({1, 4, 333, 5, 0, f16, true, false, false, false, true, false, false, true, false, true, false});
+  }
   if (!quick) {
     std::mt19937 gen(seed);
     auto pick = [&](std::initializer_list<int64_t> v) { return *(v.begin() + gen() % v.size()); };

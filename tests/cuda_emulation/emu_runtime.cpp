@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cuda_emu.h"
+#include "scan_fwd_combine.cuh"
 #include "scan_reduce.cuh"
 
 namespace s6kit::cuda_scan {
@@ -247,8 +248,16 @@ unsigned emu_grid(int64_t blocks) {
 template <typename in_t>
 void launch_fwd(const FwdArgs& args, cudaStream_t) {
   const auto kernel = fwd_kernel<in_t>(args);
-  const int64_t blocks = args.p.batch * args.p.n_groups * args.ntiles;
-  emu::run_grid(dim3(emu_grid(blocks)), dim3(args.lay.nt), args.lay.smem_bytes, [&] { kernel(args); });
+  emu::run_grid(dim3(emu_grid(fwd_blocks(args))), dim3(args.lay.nt), args.lay.smem_bytes,
+                [&] { kernel(args); });
+}
+
+void launch_fwd_combine(const FwdCombine& a, cudaStream_t) {
+  const int64_t count = a.rows * a.N;
+  if (count == 0 || a.nchunks < 3) return;
+  const int threads = 64;
+  emu::run_grid(dim3(emu_grid((count + threads - 1) / threads)), dim3(threads), 0,
+                [&] { scan_fwd_combine_kernel(a); });
 }
 
 template <typename in_t>

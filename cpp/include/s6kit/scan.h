@@ -29,7 +29,8 @@ struct ScanGrads {
 
 ScanBwdParams make_scan_bwd_params(const ScanInputs& in, const ScanGrads& g);
 
-// Bytes of scratch the backward needs on the params' device (0 is possible).
+// Bytes of scratch the forward / backward needs on the params' device (0 is possible).
+int64_t scan_fwd_workspace_bytes(const ScanParams& p);
 int64_t scan_bwd_workspace_bytes(const ScanBwdParams& p);
 
 // Run on the params' device. `stream` is a cudaStream_t for CUDA (0: the default stream) and
@@ -40,10 +41,12 @@ void scan_bwd(const ScanBwdParams& p, void* stream, int num_threads);
 // Backends.
 void scan_fwd_cpu(const ScanParams& p, int num_threads);
 void scan_bwd_cpu(const ScanBwdParams& p, int num_threads);
+int64_t scan_fwd_workspace_bytes_cpu(const ScanParams& p);
 int64_t scan_bwd_workspace_bytes_cpu(const ScanBwdParams& p);
 #ifdef S6KIT_WITH_CUDA
 void scan_fwd_cuda(const ScanParams& p, void* stream);
 void scan_bwd_cuda(const ScanBwdParams& p, void* stream);
+int64_t scan_fwd_workspace_bytes_cuda(const ScanParams& p);
 int64_t scan_bwd_workspace_bytes_cuda(const ScanBwdParams& p);
 #endif
 

@@ -54,6 +54,12 @@ struct ScanParams {
   // The forward writes them when non-null; the backward reads them when non-null and otherwise
   // recomputes them.
   void* checkpoints = nullptr;
+
+  // Scratch on the params' device, sized by the backend: scan_fwd_workspace_bytes for the forward
+  // (the chunk states of a forward split along L), scan_bwd_workspace_bytes for the backward (its
+  // deterministic reductions).
+  void* workspace = nullptr;
+  int64_t workspace_bytes = 0;
 };
 
 constexpr int64_t kScanCheckpointInterval = 64;
@@ -77,9 +83,6 @@ struct ScanBwdParams : ScanParams {
   void* ddelta_bias = nullptr;
   void* dinitial_state = nullptr;
 
-  // Scratch for the deterministic reductions, sized by the backend (scan_bwd_workspace_bytes).
-  void* workspace = nullptr;
-  int64_t workspace_bytes = 0;
 };
 
 }  // namespace s6kit

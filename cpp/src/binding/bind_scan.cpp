@@ -29,15 +29,21 @@ ScanInputs scan_inputs(py::handle u, py::handle delta, py::handle A, py::handle 
   return in;
 }
 
+// The caller allocates the scratch (its allocator, its stream) and keeps it alive.
+void set_workspace(ScanParams& p, int64_t bytes, const py::function& alloc) {
+  p.workspace_bytes = bytes;
+  if (bytes > 0) p.workspace = to_desc(kOp, "workspace", alloc(bytes)).data;
+}
+
 void fwd(py::handle u, py::handle delta, py::handle A, py::handle B, py::handle C, py::handle D,
          py::handle z, py::handle delta_bias, py::handle initial_state, py::handle out,
-         py::handle last_state, py::handle checkpoints, bool delta_softplus, uintptr_t stream,
-         int num_threads) {
+         py::handle last_state, py::handle checkpoints, bool delta_softplus, const py::function& alloc,
+         uintptr_t stream, int num_threads) {
   const OptionalDesc oD(kOp, "D", D), oz(kOp, "z", z), odb(kOp, "delta_bias", delta_bias),
       oh0(kOp, "initial_state", initial_state), ock(kOp, "checkpoints", checkpoints);
   const ScanInputs in = scan_inputs(u, delta, A, B, C, oD, oz, odb, oh0, ock, delta_softplus);
-  const ScanParams p = make_scan_params(in, to_desc(kOp, "out", out),
-                                        to_desc(kOp, "last_state", last_state));
+  ScanParams p = make_scan_params(in, to_desc(kOp, "out", out), to_desc(kOp, "last_state", last_state));
+  set_workspace(p, scan_fwd_workspace_bytes(p), alloc);
   py::gil_scoped_release release;
   scan_fwd(p, reinterpret_cast<void*>(stream), num_threads);
 }
@@ -66,12 +72,7 @@ void bwd(py::handle u, py::handle delta, py::handle A, py::handle B, py::handle 
   g.ddelta_bias = oddb.ptr();
   g.dinitial_state = odh0.ptr();
   ScanBwdParams p = make_scan_bwd_params(in, g);
-  p.workspace_bytes = scan_bwd_workspace_bytes(p);
-  if (p.workspace_bytes > 0) {
-    // The caller allocates the scratch (its allocator, its stream) and keeps it alive.
-    const TensorDesc ws = to_desc(kOp, "workspace", alloc(p.workspace_bytes));
-    p.workspace = ws.data;
-  }
+  set_workspace(p, scan_bwd_workspace_bytes(p), alloc);
   py::gil_scoped_release release;
   scan_bwd(p, reinterpret_cast<void*>(stream), num_threads);
 }
@@ -83,7 +84,7 @@ void bind_scan(py::module_& m) {
   m.def("scan_fwd", &fwd, "Selective scan forward on descriptors (see s6kit.ops.scan)",
         py::arg("u"), py::arg("delta"), py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D"),
         py::arg("z"), py::arg("delta_bias"), py::arg("initial_state"), py::arg("out"),
-        py::arg("last_state"), py::arg("checkpoints"), py::arg("delta_softplus"),
+        py::arg("last_state"), py::arg("checkpoints"), py::arg("delta_softplus"), py::arg("alloc"),
         py::arg("stream"), py::arg("num_threads"));
   m.def("scan_bwd", &bwd, "Selective scan backward on descriptors (see s6kit.ops.scan)",
         py::arg("u"), py::arg("delta"), py::arg("A"), py::arg("B"), py::arg("C"), py::arg("D"),

@@ -19,7 +19,9 @@ void scan_bwd_cpu(const ScanBwdParams& p, int num_threads) {
   cpu::generic::scan_bwd(p, num_threads);
 }
 
-int64_t scan_bwd_workspace_bytes_cpu(const ScanBwdParams&) { return 0; }  // CPU scratch is internal
+// CPU scratch is internal.
+int64_t scan_fwd_workspace_bytes_cpu(const ScanParams&) { return 0; }
+int64_t scan_bwd_workspace_bytes_cpu(const ScanBwdParams&) { return 0; }
 
 const char* cpu_isa() { return cpu::use_avx2() ? "avx2+fma" : "generic"; }
 

@@ -47,13 +47,14 @@ def _scan_fwd(
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     last = torch.empty(batch, dim, _state_size(A, B), dtype=w, device=u.device)
     ckpt = torch.empty(_checkpoint_shape(u, A, B, save_checkpoints), dtype=w, device=u.device)
+    keep: list = []
     _C.scan_fwd(
         desc(u, _OP, "u"), desc(delta, _OP, "delta"), desc(A, _OP, "A"), desc(B, _OP, "B"),
         desc(C, _OP, "C"), desc(D, _OP, "D"), desc(z, _OP, "z"),
         desc(delta_bias, _OP, "delta_bias"), desc(initial_state, _OP, "initial_state"),
         desc(out, _OP, "out"), desc(last, _OP, "last_state"),
         desc(ckpt, _OP, "checkpoints") if ckpt.dim() == 4 else None, delta_softplus,
-        stream_of(u), num_threads(),
+        byte_allocator(u.device, keep), stream_of(u), num_threads(),
     )
     return out, last, ckpt
 
