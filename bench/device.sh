@@ -113,8 +113,9 @@ fi
 if [ -x "$BENCH" ]; then
   step bench_cpp 200 "$BENCH" --reps=30 --json="$OUT/scan_cuda_bench.json"
   # The forward with 4 and 8 states per thread at the main shape (checks the layout default).
-  step bench_cpp_variants 60 bash -c "'$BENCH' --shape=8,1536,2048,16 --variants --json='$OUT/variants_real.json' && \
-    '$BENCH' --shape=8,1536,2048,16 --scalar_A=1 --variants --json='$OUT/variants_scalar.json'"
+  step bench_cpp_variants 120 bash -c "'$BENCH' --shape=8,1536,2048,16 --variants --json='$OUT/variants_real.json' && \
+    '$BENCH' --shape=8,1536,2048,16 --scalar_A=1 --variants --json='$OUT/variants_scalar.json' && \
+    '$BENCH' --shape=1,1536,65536,16 --variants --reps=10 --json='$OUT/variants_long.json'"
 else
   ROWS+=("| bench_cpp | not run (no bench binary) | 0 |")
 fi
@@ -182,9 +183,9 @@ fi
   grep -vE "^==|^ran " "$OUT/bench_cpp.log" 2>/dev/null | tail -45
   echo '```'
   echo
-  echo "## Forward layouts at (8, 1536, 2048, 16): states per thread and tile steps"
+  echo "## Forward layouts: states per thread, tile steps, chunks along L"
   echo '```'
-  grep -E "fwd|states per thread" "$OUT/bench_cpp_variants.log" 2>/dev/null
+  grep -E "fwd|states per thread|chunk" "$OUT/bench_cpp_variants.log" 2>/dev/null
   echo '```'
   echo
   echo "## Python harness (s6kit bench scan)"
