@@ -183,7 +183,7 @@ fi
   grep -vE "^==|^ran " "$OUT/bench_cpp.log" 2>/dev/null | tail -45
   echo '```'
   echo
-  echo "## Forward layouts: states per thread, tile steps, chunks along L"
+  echo "## Forward layouts: states per thread, tile steps; chunks along L of both directions"
   echo '```'
   grep -E "fwd|states per thread|chunk" "$OUT/bench_cpp_variants.log" 2>/dev/null
   echo '```'

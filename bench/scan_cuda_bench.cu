@@ -10,8 +10,9 @@
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
 // --once runs each direction once without timing (for profilers such as ncu). --variants also
 // times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles, and split
-// along L into about 1 (no split), 2, 4, ..., 64 chunks (the kernels' internal launch API), to
-// check the defaults of cuda/scan_fwd_layout.h on the machine at hand.
+// along L into about 1 (no split), 2, 4, ..., 64 chunks, and the backward split along L likewise
+// (the kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h and
+// cuda/scan_layout.h on the machine at hand.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -158,12 +159,12 @@ struct Result {
     double ms;
   };
   std::vector<Variant> fwd_variants;
-  int64_t default_chunks = 1;
+  int64_t default_chunks = 1, default_bwd_chunks = 1;
   struct Split {
     int64_t chunks;
     double ms;
   };
-  std::vector<Split> fwd_splits;
+  std::vector<Split> fwd_splits, bwd_splits;
 };
 
 // The forward of `p` with a forced number of states per thread and tile length.
@@ -180,6 +181,13 @@ void fwd_with_split(ScanParams p, const cuda_scan::FwdPlan& plan, const Buffer& 
   p.workspace = ws.ptr;
   p.workspace_bytes = ws.bytes;
   cuda_scan::run_fwd(p, plan, s);
+}
+
+// The backward of `p` split along L as planned (workspace: at least plan.bytes).
+void bwd_with_split(ScanBwdParams p, const cuda_scan::BwdPlan& plan, const Buffer& ws, cudaStream_t s) {
+  p.workspace = ws.ptr;
+  p.workspace_bytes = ws.bytes;
+  cuda_scan::run_bwd(p, plan, s);
 }
 
 template <typename Fn>
@@ -301,6 +309,7 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
   r.default_kS = def.lay.kS;
   r.default_T = def.lay.T;
   r.default_chunks = def.split.nchunks;
+  r.default_bwd_chunks = cuda_scan::plan_bwd(bps[0]).split.nchunks;
   if (variants) {
     for (int kS : {2, 4, 8})
       for (int T : {16, 32, 64}) {
@@ -317,6 +326,16 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
       const double ms =
           median_event_ms(s, 3, reps, [&](int i) { fwd_with_split(fps[i % nsets], plan, split_ws, s); });
       r.fwd_splits.push_back({plan.split.nchunks, ms});
+    }
+    last_chunks = 0;
+    for (int64_t k : {1, 2, 4, 8, 16, 32, 64}) {
+      const cuda_scan::BwdPlan plan = cuda_scan::plan_bwd(bps[0], k);
+      if (plan.split.nchunks == last_chunks) continue;
+      last_chunks = plan.split.nchunks;
+      Buffer split_ws(plan.bytes);
+      const double ms =
+          median_event_ms(s, 3, reps, [&](int i) { bwd_with_split(bps[i % nsets], plan, split_ws, s); });
+      r.bwd_splits.push_back({plan.split.nchunks, ms});
     }
   }
   return r;
@@ -416,18 +435,20 @@ int main(int argc, char** argv) {
                     r.dtype.c_str(), r.A.c_str(), shape, v.kS, v.T, is_default ? "true" : "false", v.ms);
       json += rec;
     }
-    for (const auto& v : r.fwd_splits) {
-      const bool is_default = v.chunks == r.default_chunks;
-      std::printf("      forward split along L into %3lld chunks: %.4f ms%s\n", (long long)v.chunks, v.ms,
-                  is_default ? " (the default)" : "");
-      char rec[256];
-      std::snprintf(rec, sizeof rec,
-                    ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
-                    "\"chunks\": %lld, \"default\": %s, \"ms\": %.5f}",
-                    r.dtype.c_str(), r.A.c_str(), shape, (long long)v.chunks, is_default ? "true" : "false",
-                    v.ms);
-      json += rec;
-    }
+    for (int dir = 0; dir < 2; ++dir)
+      for (const auto& v : dir == 0 ? r.fwd_splits : r.bwd_splits) {
+        const bool is_default = v.chunks == (dir == 0 ? r.default_chunks : r.default_bwd_chunks);
+        std::printf("      %s split along L into %3lld chunks: %.4f ms%s\n",
+                    dir == 0 ? "forward" : "backward", (long long)v.chunks, v.ms,
+                    is_default ? " (the default)" : "");
+        char rec[256];
+        std::snprintf(rec, sizeof rec,
+                      ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"%s\", "
+                      "\"chunks\": %lld, \"default\": %s, \"ms\": %.5f}",
+                      r.dtype.c_str(), r.A.c_str(), shape, dir == 0 ? "fwd" : "bwd", (long long)v.chunks,
+                      is_default ? "true" : "false", v.ms);
+        json += rec;
+      }
     std::fflush(stdout);
   }
   json += "\n  ]\n}\n";

@@ -25,13 +25,27 @@
 //     writes one partial per (batch, group, block slot, step, state) to the workspace; a block
 //     that handles several row tiles (only when the workspace would be too large otherwise) adds
 //     them up in order. reduce_bc_kernel sums the slots;
-//   * dA, time-invariant dB / dC, dD, d delta_bias: per (b, d) partials in the workspace, summed
-//     over the batch by reduce_rows_kernel.
+//   * dA, time-invariant dB / dC, dD, d delta_bias: per (chunk, b, d) partials in the workspace,
+//     summed over the chunks and the batch by reduce_rows_kernel.
+//
+// Split along L (few rows, long sequences; see choose_bwd_split in scan_layout.h): the sequence is
+// cut into K chunks of chunk_len steps (a multiple of 64, so of every tile length) and a launch
+// runs a range of chunks of every row block as one more grid dimension:
+//   BwdPass::chunk_adjoints: chunks 1 .. K - 1, each from the adjoint 0 at its end (d last_state
+//     enters in the combine), walk only the adjoint, g <- exp(dt_l A) (g + C_l dy_l), which needs no
+//     state h, and store it at the chunk start into adj[c]; and the sum of dt over the chunk into
+//     decays[c]: the chunk maps an adjoint G at its end to exp(A S_c) G + adj[c] at its start;
+//   (scan_bwd_combine.cuh turns adj[c] into the true adjoint at the end of chunk c;)
+//   BwdPass::chunk_grads: chunks 0 .. K - 1, each the full backward from adj[c], writing its steps'
+//     du, d delta, dz and variable dB / dC partials and its own per-row partials; chunk 0 writes
+//     d initial_state.
 #pragma once
 
 #include "scan_device.cuh"
 
 namespace s6kit::cuda_scan {
+
+enum class BwdPass : int { whole = 0, chunk_adjoints = 1, chunk_grads = 2 };
 
 struct BwdArgs {
   ScanBwdParams p;
@@ -41,17 +55,26 @@ struct BwdArgs {
   int64_t subtiles = 1;   // row tiles per block: tile slot * subtiles + s, s < subtiles
   const float* ckpt = nullptr;  // (batch, dim, ceil(L / 64), N)
   float* part_bc = nullptr;     // (batch * G, slots, L, 2, N): variable dB (plane 0), dC (plane 1)
-  float* part_dA = nullptr;     // (batch, dim, N), or (batch, dim) for scalar A
-  float* part_dBinv = nullptr;  // (batch, dim, N) when B is time-invariant
-  float* part_dCinv = nullptr;  // (batch, dim, N) when C is time-invariant
-  float* part_dD = nullptr;     // (batch, dim)
-  float* part_ddb = nullptr;    // (batch, dim)
+  // Per-row partials, one set per chunk of a split along L (nchunks = 1: the whole sequence):
+  float* part_dA = nullptr;     // (nchunks, batch, dim, N), or (nchunks, batch, dim) for scalar A
+  float* part_dBinv = nullptr;  // (nchunks, batch, dim, N) when B is time-invariant
+  float* part_dCinv = nullptr;  // (nchunks, batch, dim, N) when C is time-invariant
+  float* part_dD = nullptr;     // (nchunks, batch, dim)
+  float* part_ddb = nullptr;    // (nchunks, batch, dim)
+  // Split along L: this launch runs chunks first_chunk .. first_chunk + run_chunks - 1 of
+  // nchunks chunks of chunk_len steps (whole: one chunk, the whole sequence).
+  BwdPass pass = BwdPass::whole;
+  int64_t chunk_len = 0, nchunks = 1, first_chunk = 0, run_chunks = 1;
+  float* adj = nullptr;     // (nchunks, batch, dim, N): chunk adjoints (see above)
+  float* decays = nullptr;  // (nchunks, batch, dim): sum of dt over each chunk (entry 0 unused)
   bool vec_in = false;          // u, delta, z, dout rows are 16-byte aligned: vector loads
   bool vec_out = false;         // du, ddelta, dz rows are 16-byte aligned: vector stores
 };
 
-template <typename in_t, bool kScalarA, int kS>
-__global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
+// kAdjoints: the instance of BwdPass::chunk_adjoints (a separate one, so that the registers of
+// the full backward stay those of its own code).
+template <typename in_t, bool kScalarA, int kS, bool kAdjoints>
+__global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
     scan_bwd_kernel(const __grid_constant__ BwdArgs args) {
   constexpr int U = bwd_substeps(kS);
   // The states at the sub-chunk starts live on a register stack of NST entries. With kS = 4 (a
@@ -98,8 +121,11 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
   constexpr int V = 4;
   const int spans = T / V, log2spans = lay.log2T - 2;
 
-  const int64_t nblocks = p.batch * p.n_groups * args.slots;
-  for (int64_t blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
+  const int64_t row_blocks = p.batch * p.n_groups * args.slots;
+  const int64_t nblocks = row_blocks * args.run_chunks;
+  for (int64_t blk_all = blockIdx.x; blk_all < nblocks; blk_all += gridDim.x) {
+    const int chunk = static_cast<int>(args.first_chunk + blk_all / row_blocks);
+    const int64_t blk = blk_all % row_blocks;
     const int slot = static_cast<int>(blk % args.slots);
     const int b = static_cast<int>(blk / args.slots / p.n_groups);
     const int g = static_cast<int>(blk / args.slots % p.n_groups);
@@ -121,6 +147,8 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
       const bool valid = row < rows_valid;
       const int d = d0 + row;
       const int64_t rowi = b * dim + d;  // (b, d)
+      // (chunk, b, d): the row of the per-chunk partials (recomputed where used: registers).
+      auto prow = [&] { return (int64_t(chunk) * p.batch + b) * dim + d; };
 
       __syncthreads();  // the previous row tile is done with shared memory
       for (int r = tid; r < lay.rows; r += nt) {
@@ -156,7 +184,9 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
         }
       }
       float gad[kS];  // the adjoint g, carried from step to step
-      if (valid && p.dlast_state != nullptr) {
+      if (valid && args.pass == BwdPass::chunk_grads) {
+        load_global_states<kS>(args.adj + prow() * N, slice, N, gad);
+      } else if (valid && p.dlast_state != nullptr && args.pass == BwdPass::whole) {
         load_global_states<kS>(static_cast<const float*>(p.dlast_state) + rowi * N, slice, N, gad);
       } else {
 #pragma unroll
@@ -272,8 +302,41 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
         }
       };
 
-      const int ntl = (L + T - 1) / T;
-      for (int t = ntl - 1; t >= 0; --t) {
+      // The chunk's tiles: [t_begin, t_end), walked in reverse.
+      const int t_begin = static_cast<int>(chunk * args.chunk_len / T);
+      const int t_end = static_cast<int>(min64((L + T - 1) / T, (chunk + 1) * args.chunk_len / T));
+      if constexpr (kAdjoints) {
+        // Only the adjoint over the chunk, g <- exp(dt_l A) (g + C_l dy_l), and the sum of dt.
+        float dt_sum = 0.f;
+        for (int t = t_end - 1; t >= t_begin; --t) {
+          const int l0 = t * T;
+          __syncthreads();  // every thread is done with the previous tile
+          stage_rows(l0, false);
+          if (varC) load_C_tile(l0);
+          __syncthreads();
+          for (int j = static_cast<int>(min64(T, L - l0)) - 1; j >= 0; --j) {
+            const float dt = sDt[j * rp + row], dy = sDy[j * rp + row];
+            float cv[kS];
+            load_row_states<kS>(cBase + j * cStep, slice, R, cv);
+            dt_sum += dt;
+            if constexpr (kScalarA) {
+              const float a = fast_exp2(dt * A2s);
+#pragma unroll
+              for (int i = 0; i < kS; ++i) gad[i] = a * fmaf(cv[i], dy, gad[i]);
+            } else {
+#pragma unroll
+              for (int i = 0; i < kS; ++i) gad[i] = fast_exp2(dt * A2[i]) * fmaf(cv[i], dy, gad[i]);
+            }
+          }
+        }
+        if (valid) {
+          store_global_states<kS>(args.adj + prow() * N, slice, N, gad);
+          if (slice == 0) args.decays[prow()] = dt_sum;
+        }
+        continue;
+      }
+
+      for (int t = t_end - 1; t >= t_begin; --t) {
         const int l0 = t * T;
         const int Tv = static_cast<int>(min64(T, L - l0));
         const int c = l0 / kScanCheckpointInterval;
@@ -483,17 +546,18 @@ __global__ void __launch_bounds__(kMaxThreads, kS == 4 ? 3 : 2)
           const int n = it % N, rest = it / N, r = rest % rows_valid, plane = rest / rows_valid;
           if (plane == 0 ? varB : varC) continue;
           float* const part = plane == 0 ? args.part_dBinv : args.part_dCinv;
-          part[(b * dim + d0 + r) * N + n] = sInv[(plane * lay.rows + r) * npad + n];
+          part[((int64_t(chunk) * p.batch + b) * dim + d0 + r) * N + n] =
+              sInv[(plane * lay.rows + r) * npad + n];
         }
       }
       if (valid) {
-        if constexpr (!kScalarA) store_global_states<kS>(args.part_dA + rowi * N, slice, N, dA);
-        if (p.dinitial_state != nullptr)
+        if constexpr (!kScalarA) store_global_states<kS>(args.part_dA + prow() * N, slice, N, dA);
+        if (p.dinitial_state != nullptr && chunk == 0)
           store_global_states<kS>(static_cast<float*>(p.dinitial_state) + rowi * N, slice, N, gad);
         if (slice == 0) {
-          args.part_dD[rowi] = dD_acc;
-          args.part_ddb[rowi] = ddb_acc;
-          if constexpr (kScalarA) args.part_dA[rowi] = dAs;
+          args.part_dD[prow()] = dD_acc;
+          args.part_ddb[prow()] = ddb_acc;
+          if constexpr (kScalarA) args.part_dA[prow()] = dAs;
         }
       }
     }

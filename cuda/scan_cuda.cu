@@ -178,20 +178,7 @@ void run_fwd(const ScanParams& p, const FwdPlan& pl, cudaStream_t s) {
   launch();
 }
 
-}  // namespace cuda_scan
-
-namespace {
-
-// Backward launch geometry and workspace layout (byte offsets; -1: absent).
-struct BwdPlan {
-  Layout lay;
-  int64_t ntiles = 0, slots = 0, subtiles = 1;
-  int64_t off_ckpt = -1, off_bc = -1, off_dA = -1, off_dBinv = -1, off_dCinv = -1;
-  int64_t off_dD = -1, off_ddb = -1;
-  int64_t bytes = 0;
-};
-
-BwdPlan plan_bwd(const ScanBwdParams& p) {
+BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks) {
   BwdPlan pl;
   pl.lay = choose_layout(p);
   pl.ntiles = row_tiles(p, pl.lay);
@@ -206,6 +193,8 @@ BwdPlan plan_bwd(const ScanBwdParams& p) {
     pl.subtiles = 1;
     pl.slots = pl.ntiles;
   }
+  pl.split = choose_bwd_split(p, pl.lay, groups * pl.slots, forced_chunks);
+  const int64_t K = pl.split.nchunks;
   int64_t off = 0;
   auto take = [&off](int64_t bytes) {
     const int64_t at = off;
@@ -214,15 +203,115 @@ BwdPlan plan_bwd(const ScanBwdParams& p) {
   };
   if (p.checkpoints == nullptr)
     pl.off_ckpt = take(rows * ceil_div(L, kScanCheckpointInterval) * N * 4);
+  // The variable dB / dC partials are disjoint in L: the chunks share them.
   if (p.variable_B || p.variable_C) pl.off_bc = take(groups * pl.slots * L * 2 * N * 4);
-  pl.off_dA = take(rows * (p.scalar_A ? 1 : N) * 4);
-  if (!p.variable_B) pl.off_dBinv = take(rows * N * 4);
-  if (!p.variable_C) pl.off_dCinv = take(rows * N * 4);
-  pl.off_dD = take(rows * 4);
-  pl.off_ddb = take(rows * 4);
+  // Per-row partials: one set per chunk.
+  pl.off_dA = take(K * rows * (p.scalar_A ? 1 : N) * 4);
+  if (!p.variable_B) pl.off_dBinv = take(K * rows * N * 4);
+  if (!p.variable_C) pl.off_dCinv = take(K * rows * N * 4);
+  pl.off_dD = take(K * rows * 4);
+  pl.off_ddb = take(K * rows * 4);
+  if (K > 1) {
+    pl.off_adj = take(K * rows * N * 4);
+    pl.off_decays = take(K * rows * 4);
+  }
   pl.bytes = off;
   return pl;
 }
+
+void run_bwd(const ScanBwdParams& p, const BwdPlan& pl, cudaStream_t s) {
+  if (p.workspace_bytes < pl.bytes || (pl.bytes > 0 && p.workspace == nullptr))
+    throw ArgError("selective_scan: the backward's workspace has " + std::to_string(p.workspace_bytes) +
+                   " bytes, it needs " + std::to_string(pl.bytes) + " (scan_bwd_workspace_bytes)");
+  char* const ws = static_cast<char*>(p.workspace);
+  auto at = [ws](int64_t off) { return off < 0 ? nullptr : reinterpret_cast<float*>(ws + off); };
+
+  const float* ckpt = static_cast<const float*>(p.checkpoints);
+  if (ckpt == nullptr) {  // no states saved by the forward: recompute them into the workspace
+    const FwdArgs f = make_fwd_args(p, at(pl.off_ckpt), false);
+    dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(f, s); });
+    ckpt = at(pl.off_ckpt);
+  }
+
+  BwdArgs a;
+  a.p = p;
+  a.lay = pl.lay;
+  a.ntiles = pl.ntiles;
+  a.slots = pl.slots;
+  a.subtiles = pl.subtiles;
+  a.ckpt = ckpt;
+  a.part_bc = at(pl.off_bc);
+  a.part_dA = at(pl.off_dA);
+  a.part_dBinv = at(pl.off_dBinv);
+  a.part_dCinv = at(pl.off_dCinv);
+  a.part_dD = at(pl.off_dD);
+  a.part_ddb = at(pl.off_ddb);
+  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
+             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
+             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p) &&
+             rows_aligned(p.dout, p.dout_batch_stride, p.dout_dim_stride, p);
+  a.vec_out = outputs_aligned({p.du, p.ddelta, p.dz}, p);
+  a.chunk_len = pl.split.chunk_len;
+  a.nchunks = pl.split.nchunks;
+  auto launch = [&] {
+    dispatch_storage(p.input_type, [&](auto tag) { launch_bwd<decltype(tag)>(a, s); });
+  };
+  if (a.nchunks == 1) {
+    launch();
+  } else {
+    // Chunks 1 .. K - 1: adjoints at their starts from 0 at their ends; made true in reverse
+    // chunk order (from d last_state); then every chunk's gradients from those.
+    a.adj = at(pl.off_adj);
+    a.decays = at(pl.off_decays);
+    a.pass = BwdPass::chunk_adjoints;
+    a.first_chunk = 1;
+    a.run_chunks = a.nchunks - 1;
+    launch();
+    BwdCombine c;
+    c.adj = a.adj;
+    c.decays = a.decays;
+    c.dlast = static_cast<const float*>(p.dlast_state);
+    c.A = static_cast<const float*>(p.A);
+    c.A_dim_stride = p.A_dim_stride;
+    c.A_state_stride = p.A_state_stride;
+    c.scalar_A = p.scalar_A;
+    c.rows = p.batch * p.dim;
+    c.dim = p.dim;
+    c.N = p.dstate;
+    c.nchunks = a.nchunks;
+    launch_bwd_combine(c, s);
+    a.pass = BwdPass::chunk_grads;
+    a.first_chunk = 0;
+    a.run_chunks = a.nchunks;
+    launch();
+  }
+
+  // The per-row partials of every chunk and batch entry, summed in order.
+  const int64_t N = p.dstate;
+  RowReduction jobs[5];
+  int njobs = 0;
+  jobs[njobs++] = {a.part_dA, static_cast<float*>(p.dA), p.dim * (p.scalar_A ? 1 : N)};
+  if (!p.variable_B) jobs[njobs++] = {a.part_dBinv, static_cast<float*>(p.dB), p.dim * N};
+  if (!p.variable_C) jobs[njobs++] = {a.part_dCinv, static_cast<float*>(p.dC), p.dim * N};
+  if (p.dD != nullptr) jobs[njobs++] = {a.part_dD, static_cast<float*>(p.dD), p.dim};
+  if (p.ddelta_bias != nullptr) jobs[njobs++] = {a.part_ddb, static_cast<float*>(p.ddelta_bias), p.dim};
+  launch_reduce_rows(jobs, njobs, p.batch * a.nchunks, s);
+  if (p.variable_B || p.variable_C) {
+    BcReduction r;
+    r.part = a.part_bc;
+    r.dB = p.variable_B ? p.dB : nullptr;
+    r.dC = p.variable_C ? p.dC : nullptr;
+    r.groups = p.batch * p.n_groups;
+    r.slots = pl.slots;
+    r.L = static_cast<int>(p.seqlen);
+    r.N = static_cast<int>(N);
+    launch_reduce_bc(p.input_type, r, s);
+  }
+}
+
+}  // namespace cuda_scan
+
+namespace {
 
 bool empty_scan(const ScanParams& p) { return p.batch * p.dim == 0 || p.seqlen == 0; }
 
@@ -288,61 +377,7 @@ void scan_bwd_cuda(const ScanBwdParams& p, void* stream) {
   DeviceGuard guard(p.device_index);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (empty_scan(p)) return bwd_empty(p, s);
-
-  const BwdPlan pl = plan_bwd(p);
-  if (p.workspace_bytes < pl.bytes || (pl.bytes > 0 && p.workspace == nullptr))
-    throw ArgError("selective_scan: the backward's workspace has " + std::to_string(p.workspace_bytes) +
-                   " bytes, it needs " + std::to_string(pl.bytes) + " (scan_bwd_workspace_bytes)");
-  char* const ws = static_cast<char*>(p.workspace);
-  auto at = [ws](int64_t off) { return off < 0 ? nullptr : reinterpret_cast<float*>(ws + off); };
-
-  const float* ckpt = static_cast<const float*>(p.checkpoints);
-  if (ckpt == nullptr) {  // no states saved by the forward: recompute them into the workspace
-    const FwdArgs f = make_fwd_args(p, at(pl.off_ckpt), false);
-    dispatch_storage(p.input_type, [&](auto tag) { launch_fwd<decltype(tag)>(f, s); });
-    ckpt = at(pl.off_ckpt);
-  }
-
-  BwdArgs a;
-  a.p = p;
-  a.lay = pl.lay;
-  a.ntiles = pl.ntiles;
-  a.slots = pl.slots;
-  a.subtiles = pl.subtiles;
-  a.ckpt = ckpt;
-  a.part_bc = at(pl.off_bc);
-  a.part_dA = at(pl.off_dA);
-  a.part_dBinv = at(pl.off_dBinv);
-  a.part_dCinv = at(pl.off_dCinv);
-  a.part_dD = at(pl.off_dD);
-  a.part_ddb = at(pl.off_ddb);
-  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
-             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
-             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p) &&
-             rows_aligned(p.dout, p.dout_batch_stride, p.dout_dim_stride, p);
-  a.vec_out = outputs_aligned({p.du, p.ddelta, p.dz}, p);
-  dispatch_storage(p.input_type, [&](auto tag) { launch_bwd<decltype(tag)>(a, s); });
-
-  const int64_t N = p.dstate;
-  RowReduction jobs[5];
-  int njobs = 0;
-  jobs[njobs++] = {a.part_dA, static_cast<float*>(p.dA), p.dim * (p.scalar_A ? 1 : N)};
-  if (!p.variable_B) jobs[njobs++] = {a.part_dBinv, static_cast<float*>(p.dB), p.dim * N};
-  if (!p.variable_C) jobs[njobs++] = {a.part_dCinv, static_cast<float*>(p.dC), p.dim * N};
-  if (p.dD != nullptr) jobs[njobs++] = {a.part_dD, static_cast<float*>(p.dD), p.dim};
-  if (p.ddelta_bias != nullptr) jobs[njobs++] = {a.part_ddb, static_cast<float*>(p.ddelta_bias), p.dim};
-  launch_reduce_rows(jobs, njobs, p.batch, s);
-  if (p.variable_B || p.variable_C) {
-    BcReduction r;
-    r.part = a.part_bc;
-    r.dB = p.variable_B ? p.dB : nullptr;
-    r.dC = p.variable_C ? p.dC : nullptr;
-    r.groups = p.batch * p.n_groups;
-    r.slots = pl.slots;
-    r.L = static_cast<int>(p.seqlen);
-    r.N = static_cast<int>(N);
-    launch_reduce_bc(p.input_type, r, s);
-  }
+  run_bwd(p, plan_bwd(p), s);
 }
 
 }  // namespace s6kit

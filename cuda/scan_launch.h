@@ -26,6 +26,18 @@ auto fwd_kernel(const FwdArgs& a) {
   }
 }
 
+// The backward kernel instance of a launch (storage type, scalar A, states per thread, pass).
+template <typename in_t>
+auto bwd_kernel(const BwdArgs& a) {
+  const bool s = a.p.scalar_A;
+  if (a.pass == BwdPass::chunk_adjoints) {
+    if (a.lay.kS == 4) return s ? scan_bwd_kernel<in_t, true, 4, true> : scan_bwd_kernel<in_t, false, 4, true>;
+    return s ? scan_bwd_kernel<in_t, true, 8, true> : scan_bwd_kernel<in_t, false, 8, true>;
+  }
+  if (a.lay.kS == 4) return s ? scan_bwd_kernel<in_t, true, 4, false> : scan_bwd_kernel<in_t, false, 4, false>;
+  return s ? scan_bwd_kernel<in_t, true, 8, false> : scan_bwd_kernel<in_t, false, 8, false>;
+}
+
 // The forward's arguments for `p` (layout, vector-access flags); kS, T = 0: the default states
 // per thread and tile length, else forced (benchmarks of the alternatives).
 FwdArgs make_fwd_args(const ScanParams& p, float* ckpt, bool write_out, int kS = 0, int T = 0);
@@ -67,6 +79,41 @@ void launch_fwd_combine(const FwdCombine& args, cudaStream_t stream);
 
 template <typename in_t>
 void launch_bwd(const BwdArgs& args, cudaStream_t stream);
+
+// Blocks of a backward launch: every row block for each chunk it runs.
+inline int64_t bwd_blocks(const BwdArgs& a) { return a.p.batch * a.p.n_groups * a.slots * a.run_chunks; }
+
+// The backward of scan_bwd_cuda: its layout, row tiles per block, split along L and workspace
+// (byte offsets into p.workspace; -1: absent).
+struct BwdPlan {
+  Layout lay;
+  int64_t ntiles = 0, slots = 0, subtiles = 1;
+  BwdSplit split;
+  int64_t off_ckpt = -1, off_bc = -1, off_dA = -1, off_dBinv = -1, off_dCinv = -1;
+  int64_t off_dD = -1, off_ddb = -1, off_adj = -1, off_decays = -1;
+  int64_t bytes = 0;
+};
+
+// forced_chunks > 0: about that many chunks (benchmarks of the split), else choose_bwd_split's.
+BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks = 0);
+
+// Runs the backward of `p` (batch * dim > 0, L > 0) as planned: the kernel (or the split's three
+// launches) and the final reductions; p.workspace holds plan.bytes.
+void run_bwd(const ScanBwdParams& p, const BwdPlan& plan, cudaStream_t stream);
+
+// The backward split's middle pass (scan_bwd_combine.cuh) on the adjoints and decays of a
+// chunk_adjoints launch.
+struct BwdCombine {
+  float* adj = nullptr;           // (nchunks, rows, N)
+  const float* decays = nullptr;  // (nchunks, rows)
+  const float* dlast = nullptr;   // (rows, N) or null
+  const float* A = nullptr;
+  int64_t A_dim_stride = 0, A_state_stride = 0;
+  bool scalar_A = false;
+  int64_t rows = 0, dim = 0, N = 0, nchunks = 0;  // rows = batch * dim
+};
+
+void launch_bwd_combine(const BwdCombine& args, cudaStream_t stream);
 
 // out[j] = sum over b (in order) of part[b * count + j], j < count: the batch reduction of the
 // per-(b, d) partials of dA, time-invariant dB / dC, dD and d delta_bias.

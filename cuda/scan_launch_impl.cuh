@@ -37,12 +37,9 @@ void launch_fwd(const FwdArgs& args, cudaStream_t stream) {
 
 template <typename in_t>
 void launch_bwd(const BwdArgs& args, cudaStream_t stream) {
-  const bool scalar = args.p.scalar_A;
-  auto kernel = args.lay.kS == 4 ? (scalar ? scan_bwd_kernel<in_t, true, 4> : scan_bwd_kernel<in_t, false, 4>)
-                                 : (scalar ? scan_bwd_kernel<in_t, true, 8> : scan_bwd_kernel<in_t, false, 8>);
+  const auto kernel = bwd_kernel<in_t>(args);
   detail::set_smem(kernel, args.lay.smem_bytes);
-  const int64_t blocks = args.p.batch * args.p.n_groups * args.slots;
-  kernel<<<detail::grid_size(blocks), args.lay.nt, args.lay.smem_bytes, stream>>>(args);
+  kernel<<<detail::grid_size(bwd_blocks(args)), args.lay.nt, args.lay.smem_bytes, stream>>>(args);
   cuda_check(cudaGetLastError(), "launch of scan_bwd_kernel");
 }
 

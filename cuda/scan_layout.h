@@ -124,4 +124,56 @@ inline Layout choose_layout(const ScanParams& p) {
   return a;
 }
 
+// Split of the backward along L (scan_bwd.cuh), by the forward's criterion (scan_fwd_layout.h):
+// when the row blocks hold fewer than S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS warps (4 per multiprocessor
+// of an H100) and L leaves chunks of at least S6KIT_CUDA_BWD_MIN_CHUNK steps, L is cut into about
+// as many chunks as make the gradient pass one full wave of blocks on an H100. (Overridable at
+// compile time, so that tests reach the split on small shapes.)
+#ifndef S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS
+#define S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS (132 * 4)
+#endif
+#ifndef S6KIT_CUDA_BWD_MIN_CHUNK
+#define S6KIT_CUDA_BWD_MIN_CHUNK 1024
+#endif
+constexpr int64_t kBwdSplitBelowWarps = S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS;
+constexpr int64_t kBwdMinChunk = S6KIT_CUDA_BWD_MIN_CHUNK;
+constexpr int64_t kBwdMultiprocessors = 132;            // H100 SXM
+constexpr int64_t kBwdSmemPerMultiprocessor = 232448;   // bytes a multiprocessor's blocks may use
+constexpr int64_t kBwdSmemReservedPerBlock = 1024;
+
+// Blocks per multiprocessor the backward kernel's launch bounds promise (128 threads each).
+__host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 4 ? 3 : 2; }
+
+struct BwdSplit {
+  int64_t nchunks = 1;    // 1: no split
+  int64_t chunk_len = 0;  // steps per chunk: a multiple of the checkpoint interval (and of T)
+};
+
+// The split along L of a backward of `row_blocks` blocks of layout `lay`; forced_chunks > 0:
+// about that many chunks (benchmarks; 1: no split).
+inline BwdSplit choose_bwd_split(const ScanParams& p, const Layout& lay, int64_t row_blocks,
+                                 int64_t forced_chunks = 0) {
+  const int64_t L = p.seqlen, ival = kScanCheckpointInterval;
+  int64_t k = forced_chunks;
+  if (k <= 0) {
+    k = 1;
+    if (row_blocks * (lay.nt / 32) < kBwdSplitBelowWarps && L >= 2 * kBwdMinChunk) {
+      const int64_t by_smem = kBwdSmemPerMultiprocessor / (lay.smem_bytes + kBwdSmemReservedPerBlock);
+      const int64_t by_regs = int64_t(bwd_min_blocks(lay.kS)) * kMaxThreads / lay.nt;
+      const int64_t wave = kBwdMultiprocessors * std::max<int64_t>(1, std::min(by_smem, by_regs));
+      k = std::min(std::max<int64_t>(2, wave / std::max<int64_t>(1, row_blocks)), L / kBwdMinChunk);
+    }
+  }
+  BwdSplit s;
+  if (k >= 2) {
+    s.chunk_len = ((L + k - 1) / k + ival - 1) / ival * ival;
+    s.nchunks = (L + s.chunk_len - 1) / s.chunk_len;
+  }
+  if (s.nchunks < 2) {
+    s.nchunks = 1;
+    s.chunk_len = (L + lay.T - 1) / lay.T * lay.T;
+  }
+  return s;
+}
+
 }  // namespace s6kit::cuda_scan

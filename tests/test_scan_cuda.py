@@ -171,15 +171,19 @@ def test_large_batch_times_dim():
         assert rel_err(grads[k], ref_grads[k]) < 1e-4, k
 
 
-@pytest.mark.parametrize("scalar_A", [False, True])
-def test_forward_split_along_L(scalar_A):
-    """Few rows and a long sequence: the forward splits L (here into 4 chunks of 1152 steps, the
-    last one shorter), scans the chunks side by side, combines their end states in chunk order and
-    rescans them from the true states; the checkpoints it saves feed the backward. A is scaled so
-    that a chunk's decay exp(A * sum dt) is far from 0 and the combined states matter. The slow
-    decay (about 1e-3 per step) magnifies the error of the GPU's fast exponential, hence the
-    tolerance. Two runs give identical bits."""
-    case = ScanCase(batch=2, dim=5, L=4500, N=16, scalar_A=scalar_A, initial_state=True,
+@pytest.mark.parametrize("scalar_A,bc,dim", [(False, "variable", 5), (True, "variable", 5),
+                                             (False, "grouped", 6), (True, "invariant", 5)])
+def test_split_along_L(scalar_A, bc, dim):
+    """Few rows and a long sequence: both directions split L (here into 4 chunks of 1152 steps,
+    the last one shorter). The forward scans the chunks side by side, combines their end states in
+    chunk order and rescans them from the true states; the checkpoints it saves feed the backward,
+    which walks each chunk's adjoint from zero, combines the chunk-start adjoints in reverse chunk
+    order (from d last_state) and runs every chunk's gradients from the true adjoint at its end,
+    reducing the per-chunk partials in a fixed order. A is scaled so that a chunk's decay
+    exp(A * sum dt) is far from 0 and the combined states and adjoints matter. The slow decay
+    (about 1e-3 per step) magnifies the error of the GPU's fast exponential, hence the tolerance.
+    Two runs give identical bits."""
+    case = ScanCase(batch=2, dim=dim, L=4500, N=16, bc=bc, scalar_A=scalar_A, initial_state=True,
                     last_state=True)
     kw32 = make_inputs(case, torch.float32, seed=17)
     kw32["A"] = kw32["A"] * 3e-3

@@ -32,8 +32,10 @@ MODES = {
     # dB / dC partials: each block then sums several row tiles.
     "two_states_several_row_tiles_per_block": ["-DS6KIT_CUDA_FWD_STATES=2",
                                                "-DS6KIT_CUDA_MAX_PARTIAL_BYTES=4096"],
-    # The forward split along L into chunks of 64 steps or more whenever L allows two.
-    "forward_split_along_L": ["-DS6KIT_CUDA_FWD_SPLIT_BELOW_WARPS=1000000", "-DS6KIT_CUDA_FWD_MIN_CHUNK=64"],
+    # Both directions split along L whenever L allows two chunks: the forward into chunks of 64
+    # steps or more, the backward of 128 or more (chunks of several tiles).
+    "split_along_L": ["-DS6KIT_CUDA_FWD_SPLIT_BELOW_WARPS=1000000", "-DS6KIT_CUDA_FWD_MIN_CHUNK=64",
+                      "-DS6KIT_CUDA_BWD_SPLIT_BELOW_WARPS=1000000", "-DS6KIT_CUDA_BWD_MIN_CHUNK=128"],
 }
 
 CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
@@ -70,7 +72,7 @@ def executables(tmp_path_factory):
 
 @pytest.mark.parametrize("mode,args", [("default_layouts", ["--seed=1"]),
                                        ("two_states_several_row_tiles_per_block", ["--quick", "--seed=3"]),
-                                       ("forward_split_along_L", ["--quick", "--long", "--seed=5"])])
+                                       ("split_along_L", ["--quick", "--long", "--seed=5"])])
 def test_cuda_kernels_under_emulation_match_the_cpu_kernel(executables, mode, args):
     res = subprocess.run([str(executables[mode]), *args], capture_output=True, text=True, timeout=900)
     tail = "\n".join(res.stdout.splitlines()[-25:]) + res.stderr[-3000:]

@@ -7,7 +7,7 @@
 //   check_scan_emulated [--quick] [--long] [--seed=S]
 //
 // --quick: the fixed cases only (no random ones); --long: also a few sequences of several hundred
-// steps (the forward's split along L when built with low split thresholds).
+// steps (the split along L of both directions when built with low split thresholds).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -347,11 +347,13 @@ int main(int argc, char** argv) {
   cases.push_back({3, 40, 20, 12, 0, f32, true, false, false, false, false, true, false, false, false, true, false});
   cases.push_back({1, 16, 0, 16, 0, f32, false, true, true, true, true, true, true, true, true, true, false});
   cases.push_back({0, 16, 10, 16, 0, f32, false, true, true, true, true, true, true, true, true, true, false});
-  if (long_seqs) {  // several chunks when the forward splits L into 64-step chunks
+  if (long_seqs) {  // several chunks when built to split L into chunks of 64 or 128 steps
     cases.push_back({1, 6, 700, 16, 0, f32, true, true, true, true, true, true, true, true, true, true, false});
     cases.push_back({2, 5, 640, 16, 0, f32, false, true, true, true, false, true, true, true, true, true, true});
     cases.push_back({1, 3, 450, 64, 0, bf16, false, false, true, true, true, true, true, false, true, true, false});
     cases.push_back({1, 4, 333, 5, 0, f16, true, false, false, false, true, false, false, true, false, true, false});
+    cases.push_back({2, 6, 400, 16, 3, f32, false, true, true, true, true, true, true, true, true, false, false});
+    cases.push_back({1, 2, 300, 256, 2, bf16, true, true, true, true, true, true, true, true, true, true, false});
   }
   if (!quick) {
     std::mt19937 gen(seed);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cuda_emu.h"
+#include "scan_bwd_combine.cuh"
 #include "scan_fwd_combine.cuh"
 #include "scan_reduce.cuh"
 
@@ -260,13 +261,19 @@ void launch_fwd_combine(const FwdCombine& a, cudaStream_t) {
                 [&] { scan_fwd_combine_kernel(a); });
 }
 
+void launch_bwd_combine(const BwdCombine& a, cudaStream_t) {
+  const int64_t count = a.rows * a.N;
+  if (count == 0) return;
+  const int threads = 64;
+  emu::run_grid(dim3(emu_grid((count + threads - 1) / threads)), dim3(threads), 0,
+                [&] { scan_bwd_combine_kernel(a); });
+}
+
 template <typename in_t>
 void launch_bwd(const BwdArgs& args, cudaStream_t) {
-  const bool scalar = args.p.scalar_A;
-  auto kernel = args.lay.kS == 4 ? (scalar ? scan_bwd_kernel<in_t, true, 4> : scan_bwd_kernel<in_t, false, 4>)
-                                 : (scalar ? scan_bwd_kernel<in_t, true, 8> : scan_bwd_kernel<in_t, false, 8>);
-  const int64_t blocks = args.p.batch * args.p.n_groups * args.slots;
-  emu::run_grid(dim3(emu_grid(blocks)), dim3(args.lay.nt), args.lay.smem_bytes, [&] { kernel(args); });
+  const auto kernel = bwd_kernel<in_t>(args);
+  emu::run_grid(dim3(emu_grid(bwd_blocks(args))), dim3(args.lay.nt), args.lay.smem_bytes,
+                [&] { kernel(args); });
 }
 
 template void launch_fwd<float>(const FwdArgs&, cudaStream_t);
