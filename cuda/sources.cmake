@@ -1,7 +1,8 @@
 # CUDA sources of s6kit_core (included by the top-level CMakeLists.txt when nvcc is found).
 # The scan: one translation unit per (direction, storage dtype) so that a parallel build compiles
 # them side by side; each holds four kernel instantiations (A real or scalar x 4 or 8 states per
-# thread). SoftSort: its launchers, auxiliary kernels, banded kernels and per-dtype row scans.
+# thread), the backward four more (the adjoint-only pass of its split along L). SoftSort: its
+# launchers, auxiliary kernels, banded kernels and per-dtype row scans.
 set(S6KIT_CUDA_SOURCES
   cuda/scan_cuda.cu
   cuda/scan_reduce.cu

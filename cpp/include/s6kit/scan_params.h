@@ -57,7 +57,7 @@ struct ScanParams {
 
   // Scratch on the params' device, sized by the backend: scan_fwd_workspace_bytes for the forward
   // (the chunk states of a forward split along L), scan_bwd_workspace_bytes for the backward (its
-  // deterministic reductions).
+  // deterministic reductions, and the chunk adjoints of a backward split along L).
   void* workspace = nullptr;
   int64_t workspace_bytes = 0;
 };
