@@ -333,231 +333,230 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
           store_global_states<kS>(args.adj + prow() * N, slice, N, gad);
           if (slice == 0) args.decays[prow()] = dt_sum;
         }
-        continue;
-      }
-
-      for (int t = t_end - 1; t >= t_begin; --t) {
-        const int l0 = t * T;
-        const int Tv = static_cast<int>(min64(T, L - l0));
-        const int c = l0 / kScanCheckpointInterval;
-        float h[kS];
-        if (valid) {
-          load_global_states<kS>(args.ckpt + (rowi * n_ckpt + c) * N, slice, N, h);
-        } else {
-#pragma unroll
-          for (int i = 0; i < kS; ++i) h[i] = 0.f;
-        }
-        // Pre-roll from the checkpoint to the tile start (tiles shorter than the interval).
-        for (int ls = c * kScanCheckpointInterval; ls < l0; ls += T) {
-          stage_rows(ls, true);
-          if (varB) load_B_tile(ls);
+      } else {
+        for (int t = t_end - 1; t >= t_begin; --t) {
+          const int l0 = t * T;
+          const int Tv = static_cast<int>(min64(T, L - l0));
+          const int c = l0 / kScanCheckpointInterval;
+          float h[kS];
+          if (valid) {
+            load_global_states<kS>(args.ckpt + (rowi * n_ckpt + c) * N, slice, N, h);
+          } else {
+  #pragma unroll
+            for (int i = 0; i < kS; ++i) h[i] = 0.f;
+          }
+          // Pre-roll from the checkpoint to the tile start (tiles shorter than the interval).
+          for (int ls = c * kScanCheckpointInterval; ls < l0; ls += T) {
+            stage_rows(ls, true);
+            if (varB) load_B_tile(ls);
+            __syncthreads();
+            advance(h, 0, T);
+            __syncthreads();
+          }
+          stage_rows(l0, false);
+          if (varB) load_B_tile(l0);
+          if (varC) load_C_tile(l0);
           __syncthreads();
-          advance(h, 0, T);
-          __syncthreads();
-        }
-        stage_rows(l0, false);
-        if (varB) load_B_tile(l0);
-        if (varC) load_C_tile(l0);
-        __syncthreads();
 
-        // Phase A: the states at the starts of sub-chunks 0, kSkip, 2 kSkip, ... onto the stack
-        // (its top, st[NST - 1], is the latest).
-        const int nsub = (Tv + U - 1) / U;
-        float st[NST][kS];
-#pragma unroll
-        for (int s = 0; s < NST; ++s)
-#pragma unroll
-          for (int i = 0; i < kS; ++i) st[s][i] = 0.f;
-        for (int k = 0; k < nsub; ++k) {
-          if (k % kSkip == 0) {
-#pragma unroll
-            for (int s = 0; s + 1 < NST; ++s)
-#pragma unroll
-              for (int i = 0; i < kS; ++i) st[s][i] = st[s + 1][i];
-#pragma unroll
-            for (int i = 0; i < kS; ++i) st[NST - 1][i] = h[i];
-          }
-          if (k + 1 < nsub) advance(h, k * U, k * U + U);
-        }
-
-        // Phase B: sub-chunks in reverse.
-        for (int k = nsub - 1; k >= 0; --k) {
-          // Recompute the sub-chunk from the popped start state. Kept per step j (l = k*U + j):
-          // the decay a_l = exp(dt_l A) and q_l = a_l h_{l-1}; the sweep gets h_l = q_l + dt u B_l
-          // back with one fma. The chain h is dead once the sub-chunk is recomputed.
-          float hc[kS];
-#pragma unroll
-          for (int i = 0; i < kS; ++i) hc[i] = st[NST - 1][i];
-          if (k % kSkip == 0) {  // pop
-#pragma unroll
-            for (int s = NST - 1; s > 0; --s)
-#pragma unroll
-              for (int i = 0; i < kS; ++i) st[s][i] = st[s - 1][i];
-          } else {  // re-run from the stored start of sub-chunk k - k % kSkip
-            advance(hc, (k - k % kSkip) * U, k * U);
-          }
-
-          float ad[kScalarA ? 1 : U][kS];  // a_l per state (real A)
-          float as[U];                     // a_l (scalar A)
-          float qh[U][kS];                 // q_l
-          float yv[U];
-#pragma unroll
-          for (int j = 0; j < U; ++j) {
-            const int l = k * U + j;
-            const float dt = sDt[l * rp + row];
-            const float dtu = dt * sU[l * rp + row];
-            float bv[kS];
-            load_row_states<kS>(bBase + l * bStep, slice, R, bv);
-            if constexpr (kScalarA) {
-              as[j] = fast_exp2(dt * A2s);
-#pragma unroll
-              for (int i = 0; i < kS; ++i) qh[j][i] = as[j] * hc[i];
-            } else {
-              as[j] = 0.f;
-#pragma unroll
-              for (int i = 0; i < kS; ++i) {
-                ad[j][i] = fast_exp2(dt * A2[i]);
-                qh[j][i] = ad[j][i] * hc[i];
-              }
+          // Phase A: the states at the starts of sub-chunks 0, kSkip, 2 kSkip, ... onto the stack
+          // (its top, st[NST - 1], is the latest).
+          const int nsub = (Tv + U - 1) / U;
+          float st[NST][kS];
+  #pragma unroll
+          for (int s = 0; s < NST; ++s)
+  #pragma unroll
+            for (int i = 0; i < kS; ++i) st[s][i] = 0.f;
+          for (int k = 0; k < nsub; ++k) {
+            if (k % kSkip == 0) {
+  #pragma unroll
+              for (int s = 0; s + 1 < NST; ++s)
+  #pragma unroll
+                for (int i = 0; i < kS; ++i) st[s][i] = st[s + 1][i];
+  #pragma unroll
+              for (int i = 0; i < kS; ++i) st[NST - 1][i] = h[i];
             }
-#pragma unroll
-            for (int i = 0; i < kS; ++i) hc[i] = fmaf(dtu, bv[i], qh[j][i]);
-            yv[j] = 0.f;
-            if (has_z) {
-              float cv[kS];
-              load_row_states<kS>(cBase + l * cStep, slice, R, cv);
-#pragma unroll
-              for (int i = 0; i < kS; ++i) yv[j] = fmaf(cv[i], hc[i], yv[j]);
-            }
-          }
-          if (has_z) {
-            row_allreduce<U>(yv, R);
-            if (slice == 0) {
-#pragma unroll
-              for (int j = 0; j < U; ++j) {
-                const int kk = (k * U + j) * rp + row;
-                sZf[kk] *= fmaf(sRowD[row], sU[kk], yv[j]);  // dz = dout silu'(z) (y + D u)
-              }
-            }
+            if (k + 1 < nsub) advance(h, k * U, k * U + U);
           }
 
-          // Reverse sweep, in groups of kX steps: the per-step sums over the row, from which
-          // lane 0 forms d delta and du over dt and u (every lane of the row has read them by
-          // then: __syncwarp orders those reads before the writes); then the block reduces the
-          // group's dB / dC.
-#pragma unroll
-          for (int j0 = U - kX; j0 >= 0; j0 -= kX) {
-            float sums[2 * kX];  // [jj]: sum_n g B;  [kX + jj]: sum_n g a h_prev (times A)
-#pragma unroll
-            for (int jj = kX - 1; jj >= 0; --jj) {
-              const int j = j0 + jj;
+          // Phase B: sub-chunks in reverse.
+          for (int k = nsub - 1; k >= 0; --k) {
+            // Recompute the sub-chunk from the popped start state. Kept per step j (l = k*U + j):
+            // the decay a_l = exp(dt_l A) and q_l = a_l h_{l-1}; the sweep gets h_l = q_l + dt u B_l
+            // back with one fma. The chain h is dead once the sub-chunk is recomputed.
+            float hc[kS];
+  #pragma unroll
+            for (int i = 0; i < kS; ++i) hc[i] = st[NST - 1][i];
+            if (k % kSkip == 0) {  // pop
+  #pragma unroll
+              for (int s = NST - 1; s > 0; --s)
+  #pragma unroll
+                for (int i = 0; i < kS; ++i) st[s][i] = st[s - 1][i];
+            } else {  // re-run from the stored start of sub-chunk k - k % kSkip
+              advance(hc, (k - k % kSkip) * U, k * U);
+            }
+
+            float ad[kScalarA ? 1 : U][kS];  // a_l per state (real A)
+            float as[U];                     // a_l (scalar A)
+            float qh[U][kS];                 // q_l
+            float yv[U];
+  #pragma unroll
+            for (int j = 0; j < U; ++j) {
               const int l = k * U + j;
-              const float dt = sDt[l * rp + row], u = sU[l * rp + row], dy = sDy[l * rp + row];
-              const float dtu = dt * u;
-              float bv[kS], cv[kS];
+              const float dt = sDt[l * rp + row];
+              const float dtu = dt * sU[l * rp + row];
+              float bv[kS];
               load_row_states<kS>(bBase + l * bStep, slice, R, bv);
-              load_row_states<kS>(cBase + l * cStep, slice, R, cv);
-              float sgB = 0.f, sgh = 0.f;
-              float dBv[kS], dCv[kS];
-#pragma unroll
-              for (int i = 0; i < kS; ++i) {
-                const float gn = fmaf(cv[i], dy, gad[i]);
-                const float gq = gn * qh[j][i];  // g_l a_l h_{l-1}
-                if constexpr (kScalarA) {
-                  sgh += gq;  // times A below
-                  gad[i] = as[j] * gn;
-                } else {
-                  sgh = fmaf(gq, A2[i], sgh);  // A2 = A log2(e): rescaled by ln 2 below
-                  dA[i] = fmaf(gq, dt, dA[i]);
-                  gad[i] = ad[j][i] * gn;
+              if constexpr (kScalarA) {
+                as[j] = fast_exp2(dt * A2s);
+  #pragma unroll
+                for (int i = 0; i < kS; ++i) qh[j][i] = as[j] * hc[i];
+              } else {
+                as[j] = 0.f;
+  #pragma unroll
+                for (int i = 0; i < kS; ++i) {
+                  ad[j][i] = fast_exp2(dt * A2[i]);
+                  qh[j][i] = ad[j][i] * hc[i];
                 }
-                sgB = fmaf(gn, bv[i], sgB);
-                dBv[i] = gn * dtu;
-                dCv[i] = dy * fmaf(dtu, bv[i], qh[j][i]);  // dy_l h_l
               }
-              sums[jj] = sgB;
-              sums[kX + jj] = sgh;
-              store_row_states<kS>(sEx + (jj * 2) * lay.ps + row * npad, slice, R, dBv);
-              store_row_states<kS>(sEx + (jj * 2 + 1) * lay.ps + row * npad, slice, R, dCv);
+  #pragma unroll
+              for (int i = 0; i < kS; ++i) hc[i] = fmaf(dtu, bv[i], qh[j][i]);
+              yv[j] = 0.f;
+              if (has_z) {
+                float cv[kS];
+                load_row_states<kS>(cBase + l * cStep, slice, R, cv);
+  #pragma unroll
+                for (int i = 0; i < kS; ++i) yv[j] = fmaf(cv[i], hc[i], yv[j]);
+              }
+            }
+            if (has_z) {
+              row_allreduce<U>(yv, R);
+              if (slice == 0) {
+  #pragma unroll
+                for (int j = 0; j < U; ++j) {
+                  const int kk = (k * U + j) * rp + row;
+                  sZf[kk] *= fmaf(sRowD[row], sU[kk], yv[j]);  // dz = dout silu'(z) (y + D u)
+                }
+              }
             }
 
-            row_allreduce<2 * kX>(sums, R);
-            __syncwarp();
-            if (slice == 0) {
-#pragma unroll
+            // Reverse sweep, in groups of kX steps: the per-step sums over the row, from which
+            // lane 0 forms d delta and du over dt and u (every lane of the row has read them by
+            // then: __syncwarp orders those reads before the writes); then the block reduces the
+            // group's dB / dC.
+  #pragma unroll
+            for (int j0 = U - kX; j0 >= 0; j0 -= kX) {
+              float sums[2 * kX];  // [jj]: sum_n g B;  [kX + jj]: sum_n g a h_prev (times A)
+  #pragma unroll
               for (int jj = kX - 1; jj >= 0; --jj) {
                 const int j = j0 + jj;
                 const int l = k * U + j;
-                if (l < Tv) {
-                  const int kk = l * rp + row;
-                  const float dt = sDt[kk], u = sU[kk], dy = sDy[kk];
-                  const float sgB = sums[jj];
-                  float sgha;
+                const float dt = sDt[l * rp + row], u = sU[l * rp + row], dy = sDy[l * rp + row];
+                const float dtu = dt * u;
+                float bv[kS], cv[kS];
+                load_row_states<kS>(bBase + l * bStep, slice, R, bv);
+                load_row_states<kS>(cBase + l * cStep, slice, R, cv);
+                float sgB = 0.f, sgh = 0.f;
+                float dBv[kS], dCv[kS];
+  #pragma unroll
+                for (int i = 0; i < kS; ++i) {
+                  const float gn = fmaf(cv[i], dy, gad[i]);
+                  const float gq = gn * qh[j][i];  // g_l a_l h_{l-1}
                   if constexpr (kScalarA) {
-                    sgha = sums[kX + jj];
-                    dAs = fmaf(sgha, dt, dAs);
-                    sgha *= As;
+                    sgh += gq;  // times A below
+                    gad[i] = as[j] * gn;
                   } else {
-                    sgha = sums[kX + jj] * kLn2;
+                    sgh = fmaf(gq, A2[i], sgh);  // A2 = A log2(e): rescaled by ln 2 below
+                    dA[i] = fmaf(gq, dt, dA[i]);
+                    gad[i] = ad[j][i] * gn;
                   }
-                  const float ddt = fmaf(u, sgB, sgha);
-                  const float du = fmaf(dt, sgB, sRowD[row] * dy);
-                  dD_acc = fmaf(dy, u, dD_acc);
-                  const float dd = has_sig ? ddt * sSig[kk] : ddt;
-                  ddb_acc += dd;
-                  sDt[kk] = dd;
-                  sU[kk] = du;
+                  sgB = fmaf(gn, bv[i], sgB);
+                  dBv[i] = gn * dtu;
+                  dCv[i] = dy * fmaf(dtu, bv[i], qh[j][i]);  // dy_l h_l
+                }
+                sums[jj] = sgB;
+                sums[kX + jj] = sgh;
+                store_row_states<kS>(sEx + (jj * 2) * lay.ps + row * npad, slice, R, dBv);
+                store_row_states<kS>(sEx + (jj * 2 + 1) * lay.ps + row * npad, slice, R, dCv);
+              }
+
+              row_allreduce<2 * kX>(sums, R);
+              __syncwarp();
+              if (slice == 0) {
+  #pragma unroll
+                for (int jj = kX - 1; jj >= 0; --jj) {
+                  const int j = j0 + jj;
+                  const int l = k * U + j;
+                  if (l < Tv) {
+                    const int kk = l * rp + row;
+                    const float dt = sDt[kk], u = sU[kk], dy = sDy[kk];
+                    const float sgB = sums[jj];
+                    float sgha;
+                    if constexpr (kScalarA) {
+                      sgha = sums[kX + jj];
+                      dAs = fmaf(sgha, dt, dAs);
+                      sgha *= As;
+                    } else {
+                      sgha = sums[kX + jj] * kLn2;
+                    }
+                    const float ddt = fmaf(u, sgB, sgha);
+                    const float du = fmaf(dt, sgB, sRowD[row] * dy);
+                    dD_acc = fmaf(dy, u, dD_acc);
+                    const float dd = has_sig ? ddt * sSig[kk] : ddt;
+                    ddb_acc += dd;
+                    sDt[kk] = dd;
+                    sU[kk] = du;
+                  }
                 }
               }
-            }
-            __syncthreads();  // the group's dB / dC are in the exchange
-            reduce_exchange(l0 + k * U + j0);
-            __syncthreads();  // read before the next group overwrites them
-          }
-        }
-        __syncthreads();
-
-        // Outputs of the tile.
-        for (int e = tid; e < lay.rows * spans; e += nt) {
-          const int r = e >> log2spans, l = (e & (spans - 1)) * V;
-          const int gl = l0 + l;
-          if (r < rows_valid && gl < L) {
-            const int64_t o = (b * dim + d0 + r) * L;
-            float v[V];
-#pragma unroll
-            for (int k = 0; k < V; ++k) v[k] = sU[(l + k) * rp + r];
-            store_span<in_t, V>(static_cast<in_t*>(p.du) + o, gl, L, args.vec_out, v);
-#pragma unroll
-            for (int k = 0; k < V; ++k) v[k] = sDt[(l + k) * rp + r];
-            store_span<in_t, V>(static_cast<in_t*>(p.ddelta) + o, gl, L, args.vec_out, v);
-            if (has_z) {
-#pragma unroll
-              for (int k = 0; k < V; ++k) v[k] = sZf[(l + k) * rp + r];
-              store_span<in_t, V>(static_cast<in_t*>(p.dz) + o, gl, L, args.vec_out, v);
+              __syncthreads();  // the group's dB / dC are in the exchange
+              reduce_exchange(l0 + k * U + j0);
+              __syncthreads();  // read before the next group overwrites them
             }
           }
-        }
-      }
+          __syncthreads();
 
-      // Per-(b, d) partials and d initial_state (sInv is complete: the last exchange ended with
-      // a barrier).
-      if (!(varB && varC)) {
-        for (int it = tid; it < 2 * rows_valid * N; it += nt) {
-          const int n = it % N, rest = it / N, r = rest % rows_valid, plane = rest / rows_valid;
-          if (plane == 0 ? varB : varC) continue;
-          float* const part = plane == 0 ? args.part_dBinv : args.part_dCinv;
-          part[((int64_t(chunk) * p.batch + b) * dim + d0 + r) * N + n] =
-              sInv[(plane * lay.rows + r) * npad + n];
+          // Outputs of the tile.
+          for (int e = tid; e < lay.rows * spans; e += nt) {
+            const int r = e >> log2spans, l = (e & (spans - 1)) * V;
+            const int gl = l0 + l;
+            if (r < rows_valid && gl < L) {
+              const int64_t o = (b * dim + d0 + r) * L;
+              float v[V];
+  #pragma unroll
+              for (int k = 0; k < V; ++k) v[k] = sU[(l + k) * rp + r];
+              store_span<in_t, V>(static_cast<in_t*>(p.du) + o, gl, L, args.vec_out, v);
+  #pragma unroll
+              for (int k = 0; k < V; ++k) v[k] = sDt[(l + k) * rp + r];
+              store_span<in_t, V>(static_cast<in_t*>(p.ddelta) + o, gl, L, args.vec_out, v);
+              if (has_z) {
+  #pragma unroll
+                for (int k = 0; k < V; ++k) v[k] = sZf[(l + k) * rp + r];
+                store_span<in_t, V>(static_cast<in_t*>(p.dz) + o, gl, L, args.vec_out, v);
+              }
+            }
+          }
         }
-      }
-      if (valid) {
-        if constexpr (!kScalarA) store_global_states<kS>(args.part_dA + prow() * N, slice, N, dA);
-        if (p.dinitial_state != nullptr && chunk == 0)
-          store_global_states<kS>(static_cast<float*>(p.dinitial_state) + rowi * N, slice, N, gad);
-        if (slice == 0) {
-          args.part_dD[prow()] = dD_acc;
-          args.part_ddb[prow()] = ddb_acc;
-          if constexpr (kScalarA) args.part_dA[prow()] = dAs;
+
+        // Per-(b, d) partials and d initial_state (sInv is complete: the last exchange ended with
+        // a barrier).
+        if (!(varB && varC)) {
+          for (int it = tid; it < 2 * rows_valid * N; it += nt) {
+            const int n = it % N, rest = it / N, r = rest % rows_valid, plane = rest / rows_valid;
+            if (plane == 0 ? varB : varC) continue;
+            float* const part = plane == 0 ? args.part_dBinv : args.part_dCinv;
+            part[((int64_t(chunk) * p.batch + b) * dim + d0 + r) * N + n] =
+                sInv[(plane * lay.rows + r) * npad + n];
+          }
+        }
+        if (valid) {
+          if constexpr (!kScalarA) store_global_states<kS>(args.part_dA + prow() * N, slice, N, dA);
+          if (p.dinitial_state != nullptr && chunk == 0)
+            store_global_states<kS>(static_cast<float*>(p.dinitial_state) + rowi * N, slice, N, gad);
+          if (slice == 0) {
+            args.part_dD[prow()] = dD_acc;
+            args.part_ddb[prow()] = ddb_acc;
+            if constexpr (kScalarA) args.part_dA[prow()] = dAs;
+          }
         }
       }
     }

@@ -1,6 +1,7 @@
 // The middle pass of the backward split along L (scan_bwd.cuh): the chunk_adjoints pass left in
-// adj[c] (c >= 1) the adjoint at the start of chunk c walked from 0 at its end and in decays[c] the sum S_c of dt over the chunk. One thread per (b, d, n)
-// walks the chunks in reverse order and makes every adj[c] the true adjoint at the END of chunk c:
+// adj[c] (c >= 1) the adjoint at the start of chunk c walked from 0 at its end, and in decays[c]
+// the sum S_c of dt over the chunk. One thread per (b, d, n) walks the chunks in reverse order
+// and makes every adj[c] the true adjoint at the END of chunk c:
 //   G_{K-1} = d last_state (or 0),  G_{c-1} = exp(A_dn S_c) G_c + adj[c]
 // since the adjoint at a chunk's start is linear in the one at its end with factor
 // prod_l exp(dt_l A) = exp(A S_c) (A diagonal; paper eq. 2). float32, fixed order:

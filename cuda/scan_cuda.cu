@@ -102,6 +102,19 @@ bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& 
   return true;
 }
 
+// The fields both splits' middle passes read: A, and the (b, d, n) walk over the chunks.
+template <typename Combine>
+void set_combine_rows(Combine& c, const ScanParams& p, int64_t nchunks) {
+  c.A = static_cast<const float*>(p.A);
+  c.A_dim_stride = p.A_dim_stride;
+  c.A_state_stride = p.A_state_stride;
+  c.scalar_A = p.scalar_A;
+  c.rows = p.batch * p.dim;
+  c.dim = p.dim;
+  c.N = p.dstate;
+  c.nchunks = nchunks;
+}
+
 }  // namespace
 
 namespace cuda_scan {
@@ -162,16 +175,9 @@ void run_fwd(const ScanParams& p, const FwdPlan& pl, cudaStream_t s) {
   a.run_chunks = a.nchunks - 1;
   launch();
   FwdCombine c;
+  set_combine_rows(c, p, a.nchunks);
   c.states = a.states;
   c.decays = a.decays;
-  c.A = static_cast<const float*>(p.A);
-  c.A_dim_stride = p.A_dim_stride;
-  c.A_state_stride = p.A_state_stride;
-  c.scalar_A = p.scalar_A;
-  c.rows = p.batch * p.dim;
-  c.dim = p.dim;
-  c.N = p.dstate;
-  c.nchunks = a.nchunks;
   launch_fwd_combine(c, s);
   a.pass = FwdPass::chunk_outputs;
   a.first_chunk = 1;
@@ -268,17 +274,10 @@ void run_bwd(const ScanBwdParams& p, const BwdPlan& pl, cudaStream_t s) {
     a.run_chunks = a.nchunks - 1;
     launch();
     BwdCombine c;
+    set_combine_rows(c, p, a.nchunks);
     c.adj = a.adj;
     c.decays = a.decays;
     c.dlast = static_cast<const float*>(p.dlast_state);
-    c.A = static_cast<const float*>(p.A);
-    c.A_dim_stride = p.A_dim_stride;
-    c.A_state_stride = p.A_state_stride;
-    c.scalar_A = p.scalar_A;
-    c.rows = p.batch * p.dim;
-    c.dim = p.dim;
-    c.N = p.dstate;
-    c.nchunks = a.nchunks;
     launch_bwd_combine(c, s);
     a.pass = BwdPass::chunk_grads;
     a.first_chunk = 0;

@@ -124,6 +124,11 @@ inline Layout choose_layout(const ScanParams& p) {
   return a;
 }
 
+// Both directions' splits along L size their chunks for one wave of blocks on an H100 SXM.
+constexpr int64_t kSplitMultiprocessors = 132;
+constexpr int64_t kSmemPerMultiprocessor = 232448;  // bytes a multiprocessor's blocks may use
+constexpr int64_t kSmemReservedPerBlock = 1024;
+
 // Split of the backward along L (scan_bwd.cuh), by the forward's criterion (scan_fwd_layout.h):
 // when the row blocks hold fewer than S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS warps (4 per multiprocessor
 // of an H100) and L leaves chunks of at least S6KIT_CUDA_BWD_MIN_CHUNK steps, L is cut into about
@@ -137,9 +142,6 @@ inline Layout choose_layout(const ScanParams& p) {
 #endif
 constexpr int64_t kBwdSplitBelowWarps = S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS;
 constexpr int64_t kBwdMinChunk = S6KIT_CUDA_BWD_MIN_CHUNK;
-constexpr int64_t kBwdMultiprocessors = 132;            // H100 SXM
-constexpr int64_t kBwdSmemPerMultiprocessor = 232448;   // bytes a multiprocessor's blocks may use
-constexpr int64_t kBwdSmemReservedPerBlock = 1024;
 
 // Blocks per multiprocessor the backward kernel's launch bounds promise (128 threads each).
 __host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 4 ? 3 : 2; }
@@ -158,9 +160,9 @@ inline BwdSplit choose_bwd_split(const ScanParams& p, const Layout& lay, int64_t
   if (k <= 0) {
     k = 1;
     if (row_blocks * (lay.nt / 32) < kBwdSplitBelowWarps && L >= 2 * kBwdMinChunk) {
-      const int64_t by_smem = kBwdSmemPerMultiprocessor / (lay.smem_bytes + kBwdSmemReservedPerBlock);
+      const int64_t by_smem = kSmemPerMultiprocessor / (lay.smem_bytes + kSmemReservedPerBlock);
       const int64_t by_regs = int64_t(bwd_min_blocks(lay.kS)) * kMaxThreads / lay.nt;
-      const int64_t wave = kBwdMultiprocessors * std::max<int64_t>(1, std::min(by_smem, by_regs));
+      const int64_t wave = kSplitMultiprocessors * std::max<int64_t>(1, std::min(by_smem, by_regs));
       k = std::min(std::max<int64_t>(2, wave / std::max<int64_t>(1, row_blocks)), L / kBwdMinChunk);
     }
   }
