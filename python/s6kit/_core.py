@@ -26,10 +26,10 @@ def desc(t: torch.Tensor | None, op: str, arg: str):
     """The descriptor of ``t`` (None stays None). Raises ValueError naming ``arg``."""
     if t is None:
         return None
-    code = _DTYPE_CODES.get(getattr(t, "dtype", None))
-    if code is None or not isinstance(t, torch.Tensor):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{op}: argument '{arg}' must be a torch.Tensor, got {type(t).__name__}")
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{op}: argument '{arg}' must be a torch.Tensor, got {type(t).__name__}")
+    code = _DTYPE_CODES.get(t.dtype)
+    if code is None:
         raise ValueError(
             f"{op}: argument '{arg}' must be float32, float16, bfloat16, float64, int32 or int64, "
             f"got {t.dtype}"
@@ -41,11 +41,17 @@ def desc(t: torch.Tensor | None, op: str, arg: str):
     return (t.data_ptr(), code, t.shape, t.stride(), 0, 0)
 
 
+# The current stream as an integer in one call (torch.cuda.current_stream builds a Stream object).
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
 def stream_of(t: torch.Tensor) -> int:
     """The current CUDA stream of ``t``'s device as an integer handle (0 on the CPU)."""
-    if t.device.type == "cuda":
-        return torch.cuda.current_stream(t.device).cuda_stream
-    return 0
+    if not t.is_cuda:
+        return 0
+    if _raw_stream is not None:
+        return _raw_stream(t.get_device())
+    return torch.cuda.current_stream(t.device).cuda_stream
 
 
 def num_threads() -> int:

@@ -36,16 +36,6 @@ from .._core import _C, byte_allocator, desc, num_threads, stream_of
 _OP = "soft_permute"
 _SCORE_OP = "score_and_permute"
 
-# The current stream as an integer in one call (torch.cuda.current_stream builds a Stream object).
-_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-
-
-def _stream(x: Tensor) -> int:
-    if not x.is_cuda:
-        return 0
-    return _raw_stream(x.get_device()) if _raw_stream is not None else stream_of(x)
-
-
 def _threads(x: Tensor) -> int:
     return 1 if x.is_cuda else num_threads()
 
@@ -67,7 +57,7 @@ def _forward(x: Tensor, scores: Tensor | None, w: Tensor | None, tau: float, p: 
     _C.softsort_fwd(
         desc(x, op, "x"), desc(scores, op, "scores"), desc(w, op, "w"), desc(out, op, "out"),
         desc(t, op, "sorted_scores"), desc(perm, op, "perm"), tau, p, hard, descending,
-        byte_allocator(dev, keep), _stream(x), _threads(x),
+        byte_allocator(dev, keep), stream_of(x), _threads(x),
     )
     return out, t, perm
 
@@ -84,7 +74,7 @@ def _backward(dout: Tensor, x: Tensor, t: Tensor, perm: Tensor, w: Tensor | None
         desc(x, op, "x"), desc(t, op, "sorted_scores"), desc(perm, op, "perm"),
         desc(dout, op, "dout"), desc(dx, op, "dx"), desc(dscores, op, "dscores"),
         desc(w, op, "w"), desc(dw, op, "dw"), tau, p, hard, descending,
-        byte_allocator(dev, keep), _stream(x), _threads(x),
+        byte_allocator(dev, keep), stream_of(x), _threads(x),
     )
     return dx, (dscores if w is None else dw)
 
