@@ -46,7 +46,7 @@ def mamba_inner_fn(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_wei
     x = F.silu(F.conv1d(x, weight, conv1d_bias, padding=width - 1, groups=x.shape[1])[..., :L])
     x_dbl = F.linear(x.transpose(1, 2), x_proj_weight)  # (batch, L, dt_rank + 2N)
     dt_rank, d_state = delta_proj_weight.shape[1], A.shape[-1]
-    delta = F.linear(x_dbl[..., :dt_rank], delta_proj_weight).transpose(1, 2)
+    delta = delta_proj_weight @ x_dbl[..., :dt_rank].transpose(1, 2)  # unit stride along L
     if B is None:
         B = x_dbl[..., dt_rank:dt_rank + d_state] + (0 if B_proj_bias is None else B_proj_bias)
         B = B.transpose(1, 2).to(x.dtype)

@@ -79,6 +79,24 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
+def channels_first_linear(h: Tensor, linear: nn.Linear) -> Tensor:
+    """linear(h) for h (batch, L, features), laid out (batch, out_features, L) with unit stride along
+    L, the layout the scan reads (``linear(h).transpose(1, 2)`` would make it copy its inputs)."""
+    out = linear.weight @ h.transpose(1, 2)
+    return out if linear.bias is None else out + linear.bias.to(out.dtype)[:, None]
+
+
+def ssm_inputs(x: Tensor, x_proj_weight: Tensor, dt_proj_weight: Tensor, d_state: int):
+    """delta (batch, d_inner, L) before its bias, B and C (batch, d_state, L), all in x's dtype,
+    from the SSM input x (batch, d_inner, L): ``dt, B, C = x_proj(x)``, ``delta = W_dt dt``."""
+    dt_rank = dt_proj_weight.shape[1]
+    x_dbl = F.linear(x.transpose(1, 2), x_proj_weight)  # (batch, L, dt_rank + 2N)
+    dt, B, C = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
+    delta = dt_proj_weight @ dt.transpose(1, 2)  # unit stride along L; the bias is delta_bias
+    dtype = x.dtype
+    return delta.to(dtype), B.transpose(1, 2).to(dtype), C.transpose(1, 2).to(dtype)
+
+
 @torch.no_grad()
 def init_dt_proj(dt_proj: nn.Linear, dt_min: float = 0.001, dt_max: float = 0.1, dt_init: str = "random",
                  dt_scale: float = 1.0, dt_init_floor: float = 1e-4) -> None:
@@ -192,7 +210,7 @@ class Mamba(nn.Module):
             return self._forward_cached(hidden_states, conv_state, ssm_state,
                                         fresh=inference_params.seqlen_offset == 0)
         seqlen = hidden_states.shape[1]
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)  # (batch, d_inner, L) each
+        x, z = channels_first_linear(hidden_states, self.in_proj).chunk(2, dim=1)  # (batch, d_inner, L)
         x = self.act(self.conv1d(x)[..., :seqlen])
         y = self._ssm(x, z)
         return self.out_proj(y.transpose(1, 2))
@@ -203,14 +221,11 @@ class Mamba(nn.Module):
         x_proj_weight = self.x_proj.weight  # built once per call when io_spectrum parametrises it
         if self.token_reorder is not None:
             x, z = self.token_reorder(x, z, x_proj_weight[: self.dt_rank], self.dt_proj.weight)
-        x_dbl = F.linear(x.transpose(1, 2), x_proj_weight)  # (batch, L, dt_rank + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # bias enters as delta_bias
+        delta, B, C = ssm_inputs(x, x_proj_weight, self.dt_proj.weight, self.d_state)
         A = -torch.exp(self.A_log.float())
-        dtype = x.dtype
         return scan_function(self.scan_backend)(
-            x, delta.to(dtype), A, B.transpose(1, 2).to(dtype), C.transpose(1, 2).to(dtype),
-            self.D.float(), z=z.to(dtype), delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+            x, delta, A, B, C, self.D.float(), z=z.to(x.dtype), delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
             return_last_state=return_last_state, initial_state=initial_state,
         )
 
@@ -229,7 +244,7 @@ class Mamba(nn.Module):
                 "reordering mixes every token of the sequence into every position, so the output "
                 "at a position depends on tokens after it; run the full sequence instead"
             )
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)
+        x, z = channels_first_linear(hidden_states, self.in_proj).chunk(2, dim=1)
         past = torch.zeros_like(conv_state) if fresh else conv_state
         window = torch.cat([past.to(x.dtype), x], dim=-1)  # (batch, d_inner, d_conv + L)
         conv_state.copy_(window[..., -self.d_conv:])

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .mamba import init_dt_proj
+from .mamba import channels_first_linear, init_dt_proj, ssm_inputs
 from .reorder import TokenReorder
 from .scan_backend import scan_function
 
@@ -51,18 +51,15 @@ class MambaVisionMixer(nn.Module):
         self.token_reorder = TokenReorder(half, reorder_tau, reorder_p, reorder_hard) if reorder else None
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)  # (batch, half, L)
+        x, z = channels_first_linear(hidden_states, self.in_proj).chunk(2, dim=1)  # (batch, half, L)
         x = F.silu(self.conv1d_x(x))
         z = F.silu(self.conv1d_z(z))
         if self.token_reorder is not None:
             x, z = self.token_reorder(x, z, self.x_proj.weight[: self.dt_rank], self.dt_proj.weight)
-        dt, B, C = torch.split(self.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
-        dtype = x.dtype
+        delta, B, C = ssm_inputs(x, self.x_proj.weight, self.dt_proj.weight, self.d_state)
         y = scan_function(self.scan_backend)(
-            x, delta.to(dtype), -torch.exp(self.A_log.float()), B.transpose(1, 2).to(dtype),
-            C.transpose(1, 2).to(dtype), self.D.float(), delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True,
+            x, delta, -torch.exp(self.A_log.float()), B, C, self.D.float(),
+            delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
         )
         return self.out_proj(torch.cat([y, z.to(y.dtype)], dim=1).transpose(1, 2))
 
