@@ -2,11 +2,11 @@
 # The GPU machine's script (no network needed; torch, CUDA, nvcc, cmake, ninja, pybind11,
 # scikit-build-core and pytest preinstalled). From the working tree it
 #   1. builds and installs s6kit with the CUDA backend (timed), and the C++ benchmarks with CMake;
-#   2. runs the CUDA tests (tests/test_*cuda*.py);
+#   2. runs every test marked `cuda`;
 #   3. runs compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on small shapes;
-#   4. runs the C++ benchmark (every ANCHORS.md scan shape, bf16 and fp32) and the Python
-#      harness (`s6kit bench scan --device cuda`);
-#   5. profiles the kernels at (8, 1536, 2048, 16) bf16 with Nsight Compute;
+#   4. runs the C++ scan benchmark (every anchor shape, bf16 and fp32; layout and split variants)
+#      and the Python harnesses (`s6kit bench scan / softsort / train --device cuda`);
+#   5. profiles the scan kernels at (8, 1536, 2048, 16) bf16 with Nsight Compute;
 # and writes logs, JSON and summary.md into "${OUT:-bench/results/latest}". Every step runs even
 # when an earlier one failed (its status is recorded); the whole run stays within BUDGET_S
 # seconds (default 530), and the output ends with the summary.
@@ -119,19 +119,12 @@ if [ -x "$BENCH" ]; then
 else
   ROWS+=("| bench_cpp | not run (no bench binary) | 0 |")
 fi
-if (cd "$OUT" && "$PY" -m s6kit.cli bench scan --help > /dev/null 2>&1); then
-  step bench_python 150 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench scan --device cuda --scalar-A \
-    --reps 30 --json '$OUT/bench_scan_python.json'"
-else
-  ROWS+=("| bench_python | not run (no \`s6kit bench scan\`) | 0 |")
-fi
-
-if (cd "$OUT" && "$PY" -m s6kit.cli bench softsort --help > /dev/null 2>&1); then
-  step bench_softsort 120 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
-    --json '$OUT/bench_softsort.json'"
-  step bench_train 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench train --device cuda --dtype bfloat16 \
-    --steps 20 --reference-steps 2"
-fi
+step bench_python 150 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench scan --device cuda --scalar-A \
+  --reps 30 --json '$OUT/bench_scan_python.json'"
+step bench_softsort 120 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
+  --json '$OUT/bench_softsort.json'"
+step bench_train 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench train --device cuda --dtype bfloat16 \
+  --steps 20 --reference-steps 2"
 
 # ---- profile ----------------------------------------------------------------------------------
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)

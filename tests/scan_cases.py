@@ -1,7 +1,7 @@
 """Random inputs for the selective scan tests, shared by the CPU and CUDA test files."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 

@@ -1,7 +1,6 @@
 """The CPU selective scan against the float64 reference: values, every gradient, edge cases."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch

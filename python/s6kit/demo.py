@@ -1,4 +1,4 @@
-"""`s6kit demo`: a tour of the library in about a minute on a CPU.
+"""`s6kit demo`: a tour of the library in about ten seconds on a CPU.
 
 1. What this build contains.
 2. The selective scan: s6kit's kernel against the plain-PyTorch reference (values, gradients, time).
@@ -148,7 +148,7 @@ def run(args) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="a one-minute tour of the library")
+    p = subparsers.add_parser("demo", help="a short tour of the library")
     p.add_argument("--out", default="s6kit-demo", help="folder for the figures (default s6kit-demo)")
     p.add_argument("--steps", type=int, default=40, help="training steps per toy model")
     p.set_defaults(func=run)

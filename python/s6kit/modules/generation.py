@@ -42,8 +42,8 @@ def sample_tokens(logits: Tensor, top_k: int = 1, top_p: float = 0.0, temperatur
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if 0.0 < top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cumulative - sorted_logits.softmax(dim=-1) >= top_p  # keep the token that crosses top_p
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p  # keep the token that crosses top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
@@ -83,7 +83,8 @@ class GenerationMixin:
             if eos_token_id is not None:
                 token = token.masked_fill(finished, eos_token_id)
                 finished |= token == eos_token_id
-            scores.append(logits)
+            if output_scores:
+                scores.append(logits)
             next_input = token[:, None]
             sequences = torch.cat([sequences, next_input], dim=1)
             if eos_token_id is not None and bool(finished.all()):
