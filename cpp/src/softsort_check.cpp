@@ -10,7 +10,6 @@
 namespace s6kit {
 namespace {
 
-constexpr const char* kOp = "soft_permute";
 constexpr const char* kScoreOp = "score_and_permute";
 
 DType acc_type_of(DType input) { return input == DType::f64 ? DType::f64 : DType::f32; }
@@ -97,7 +96,7 @@ SoftSortParams check_inputs(const Checker& ck, const SoftSortInputs& in) {
 }  // namespace
 
 SoftSortParams make_softsort_params(const SoftSortInputs& in, const TensorDesc& out) {
-  Checker ck(kOp);
+  Checker ck(in.op);
   SoftSortParams p = check_inputs(ck, in);
   check_dense(ck, out, "out", {p.batch, p.dim, p.seqlen}, "(batch, dim, L)", p.input_type,
               " (the dtype of 'x')", in.x, "x");
@@ -106,7 +105,7 @@ SoftSortParams make_softsort_params(const SoftSortInputs& in, const TensorDesc& 
 }
 
 SoftSortBwdParams make_softsort_bwd_params(const SoftSortInputs& in, const SoftSortGrads& g) {
-  Checker ck(g.w ? kScoreOp : kOp);
+  Checker ck(in.op);
   SoftSortBwdParams p;
   static_cast<SoftSortParams&>(p) = check_inputs(ck, in);
 

@@ -13,6 +13,7 @@ struct SoftSortInputs {
   TensorDesc perm;           // (batch, L), int64
   double tau = 1.0, p = 1.0;
   bool hard = false, descending = true;
+  const char* op = "soft_permute";  // named in error messages ("score_and_permute" with w)
 };
 
 // Check every descriptor and fill the parameter structs; throw ArgError naming the argument.

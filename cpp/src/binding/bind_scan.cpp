@@ -29,10 +29,9 @@ ScanInputs scan_inputs(py::handle u, py::handle delta, py::handle A, py::handle 
   return in;
 }
 
-// The caller allocates the scratch (its allocator, its stream) and keeps it alive.
 void set_workspace(ScanParams& p, int64_t bytes, const py::function& alloc) {
   p.workspace_bytes = bytes;
-  if (bytes > 0) p.workspace = to_desc(kOp, "workspace", alloc(bytes)).data;
+  p.workspace = alloc_workspace(kOp, alloc, bytes);
 }
 
 void fwd(py::handle u, py::handle delta, py::handle A, py::handle B, py::handle C, py::handle D,

@@ -23,13 +23,8 @@ SoftSortInputs inputs(const char* op, py::handle x, py::handle sorted_scores, py
   in.p = p;
   in.hard = hard;
   in.descending = descending;
+  in.op = op;
   return in;
-}
-
-// Scratch from the caller's allocator (its device, its stream), kept alive by the caller.
-void* workspace(const char* op, const py::function& alloc, int64_t bytes) {
-  if (bytes <= 0) return nullptr;
-  return to_desc(op, "workspace", alloc(bytes)).data;
 }
 
 // The forward in one call: the ranking (scores from w when given, the stable sort) into
@@ -40,20 +35,12 @@ void fwd(py::handle x, py::handle scores, py::handle w, py::handle out, py::hand
          const py::function& alloc, uintptr_t stream, int num_threads) {
   const char* op = w.is_none() ? kOp : "score_and_permute";
   const OptionalDesc os(op, "scores", scores), ow(op, "w", w);
-  const TensorDesc tx = to_desc(op, "x", x), tt = to_desc(op, "sorted_scores", sorted_scores),
-                   tp = to_desc(op, "perm", perm);
-  SoftSortRankParams rp = make_softsort_rank_params(op, tx, os.ptr(), ow.ptr(), tt, tp, descending);
-  SoftSortInputs in;
-  in.x = tx;
-  in.sorted_scores = tt;
-  in.perm = tp;
-  in.tau = tau;
-  in.p = p_exp;
-  in.hard = hard;
-  in.descending = descending;
+  const SoftSortInputs in = inputs(op, x, sorted_scores, perm, tau, p_exp, hard, descending);
+  SoftSortRankParams rp =
+      make_softsort_rank_params(op, in.x, os.ptr(), ow.ptr(), in.sorted_scores, in.perm, descending);
   SoftSortParams fp = make_softsort_params(in, to_desc(op, "out", out));
   const int64_t bytes = std::max(softsort_rank_workspace_bytes(rp), softsort_fwd_workspace_bytes(fp));
-  void* ws = workspace(op, alloc, bytes);
+  void* ws = alloc_workspace(op, alloc, bytes);
   rp.workspace = fp.workspace = ws;
   rp.workspace_bytes = fp.workspace_bytes = bytes;
   py::gil_scoped_release release;
@@ -75,7 +62,7 @@ void bwd(py::handle x, py::handle sorted_scores, py::handle perm, py::handle dou
   SoftSortBwdParams p = make_softsort_bwd_params(
       inputs(op, x, sorted_scores, perm, tau, p_exp, hard, descending), g);
   p.workspace_bytes = softsort_bwd_workspace_bytes(p);
-  p.workspace = workspace(op, alloc, p.workspace_bytes);
+  p.workspace = alloc_workspace(op, alloc, p.workspace_bytes);
   py::gil_scoped_release release;
   softsort_bwd(p, reinterpret_cast<void*>(stream), num_threads);
 }

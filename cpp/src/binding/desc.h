@@ -42,6 +42,13 @@ inline TensorDesc to_desc(const char* op, const char* arg, py::handle obj) {
   return d;
 }
 
+// Scratch from the caller's allocator (its device, its stream), kept alive by the caller; null
+// when no bytes are needed.
+inline void* alloc_workspace(const char* op, const py::function& alloc, int64_t bytes) {
+  if (bytes <= 0) return nullptr;
+  return to_desc(op, "workspace", alloc(bytes)).data;
+}
+
 // Holds an optional descriptor; ptr() is nullptr when the argument was None.
 struct OptionalDesc {
   std::optional<TensorDesc> value;

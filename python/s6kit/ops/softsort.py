@@ -288,9 +288,7 @@ def score_and_permute(
     x = _check_tokens(x, _SCORE_OP)
     _check_companion(w, "w", x, (x.shape[1],), "(dim,)", _SCORE_OP)
     tau, p = _check_hyper(tau, p, _SCORE_OP)
-    w = w.to(_acc_dtype(x))
-    if not w.is_contiguous():
-        w = w.contiguous()
+    w = w.to(_acc_dtype(x)).contiguous()
     hard, descending = bool(hard), bool(descending)
     if torch.compiler.is_compiling():
         return _score_and_permute_fwd(x, w, tau, p, hard, descending)[0]
