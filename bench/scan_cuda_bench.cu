@@ -24,7 +24,7 @@
 
 #include "bench_util.h"
 #include "s6kit/scan.h"
-#include "scan_launch.h"  // internal: alternative layouts of the forward (--variants)
+#include "scan_launch.h"  // internal: plans and launches, the layout and split variants
 
 using namespace s6kit;
 using namespace s6kit::bench;

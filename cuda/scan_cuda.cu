@@ -48,24 +48,6 @@ void check_supported(const ScanParams& p) {
                    "); the CUDA kernels need batch, dim and L below 2^31");
 }
 
-// Runs the launches on the tensors' device and restores the caller's current device.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    cuda_check(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) cuda_check(cudaSetDevice(device), "cudaSetDevice");
-    cur_ = device;
-  }
-  ~DeviceGuard() {
-    if (prev_ != cur_) cudaSetDevice(prev_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = 0, cur_ = 0;
-};
-
 template <typename Fn>
 void dispatch_storage(DType t, Fn&& fn) {
   switch (t) {
@@ -287,7 +269,7 @@ void run_bwd(const ScanBwdParams& p, const BwdPlan& pl, cudaStream_t s) {
 
   // The per-row partials of every chunk and batch entry, summed in order.
   const int64_t N = p.dstate;
-  RowReduction jobs[5];
+  RowReduction jobs[kMaxRowJobs];
   int njobs = 0;
   jobs[njobs++] = {a.part_dA, static_cast<float*>(p.dA), p.dim * (p.scalar_A ? 1 : N)};
   if (!p.variable_B) jobs[njobs++] = {a.part_dBinv, static_cast<float*>(p.dB), p.dim * N};

@@ -1,5 +1,6 @@
 // Launchers of the CUDA selective scan kernels, one explicit instantiation per storage dtype
-// (scan_fwd_<dtype>.cu, scan_bwd_<dtype>.cu), and of the final reductions (scan_reduce.cu).
+// (scan_fwd_<dtype>.cu, scan_bwd_<dtype>.cu), of the splits' middle passes
+// (scan_fwd_combine.cu, scan_bwd_combine.cu) and of the final reductions (scan_reduce.cu).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -115,8 +116,9 @@ struct BwdCombine {
 
 void launch_bwd_combine(const BwdCombine& args, cudaStream_t stream);
 
-// out[j] = sum over b (in order) of part[b * count + j], j < count: the batch reduction of the
-// per-(b, d) partials of dA, time-invariant dB / dC, dD and d delta_bias.
+// out[j] = sum over t (in order) of part[t * count + j], j < count, t < batch (RowJobs::batch:
+// the batch entries times the chunks of a split along L): the reduction of the per-(b, d)
+// partials of dA, time-invariant dB / dC, dD and d delta_bias.
 struct RowReduction {
   const float* part = nullptr;
   float* out = nullptr;

@@ -73,8 +73,7 @@ inline int ilog2(int x) {
 inline Layout make_layout(const ScanParams& p, int T, int kS) {
   Layout a;
   const int N = static_cast<int>(p.dstate);
-  a.kS = kS;
-  if (a.kS * 32 < N) a.kS = 8;  // at most 32 lanes per row
+  a.kS = kS;  // bwd_states_per_thread keeps R = N / kS at most 32
   a.R = 1;
   while (a.R * a.kS < N) a.R *= 2;
   a.log2R = ilog2(a.R);

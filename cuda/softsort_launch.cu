@@ -7,6 +7,7 @@
 #include <string>
 #include <tuple>
 
+#include "cuda_check.h"
 #include "s6kit/softsort.h"
 #include "softsort_kernels.h"
 
@@ -26,30 +27,6 @@ constexpr int kMaxStages = 4;  // cp_async_wait handles up to 3 groups in flight
 constexpr int kMinChannelsPerPart = 16;
 constexpr size_t kSmemBudget = 200 * 1024;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("soft_permute: CUDA error in ") + what + ": " +
-                             cudaGetErrorString(e));
-}
-
-// Makes the tensors' device current for the scope.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceGuard() {
-    int cur = prev_;
-    if (cudaGetDevice(&cur) == cudaSuccess && cur != prev_) cudaSetDevice(prev_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = 0;
-};
-
 // Launch facts of the current device, queried once per device / kernel / shape and cached: a
 // launch then costs no driver queries beyond the launch itself.
 struct KernelFacts {
@@ -59,7 +36,7 @@ struct KernelFacts {
 
 int current_device() {
   int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
+  cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
   return dev;
 }
 
@@ -75,11 +52,12 @@ KernelFacts kernel_facts(const void* kernel) {
   auto it = cache.find({dev, kernel});
   if (it != cache.end()) return it->second;
   int sms = 0, optin = 0;
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
-  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+  cuda_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
+             "cudaDeviceGetAttribute");
+  cuda_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
         "cudaDeviceGetAttribute");
   cudaFuncAttributes attr{};
-  check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
+  cuda_check(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes");
   const size_t limit = std::min(size_t(optin), kSmemBudget);
   KernelFacts f;
   f.sms = std::max(sms, 1);
@@ -97,7 +75,7 @@ int blocks_per_sm(const void* kernel, int threads, size_t dyn) {
   std::lock_guard<std::mutex> lock(cache_mutex());
   size_t& granted = dyn_set[{dev, kernel}];
   if (dyn > granted) {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
+    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
           "cudaFuncSetAttribute");
     granted = dyn;
   }
@@ -105,7 +83,7 @@ int blocks_per_sm(const void* kernel, int threads, size_t dyn) {
   auto it = occupancy.find(key);
   if (it != occupancy.end()) return it->second;
   int n = 0;
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, dyn),
+  cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, dyn),
         "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
   occupancy[key] = std::max(n, 1);
   return occupancy[key];
@@ -233,7 +211,7 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
   return f;
 }
 
-void sync_check(const char* what) { check(cudaGetLastError(), what); }
+void sync_check(const char* what) { cuda_check(cudaGetLastError(), what); }
 
 }  // namespace
 
@@ -281,19 +259,19 @@ using cuda_softsort::Args;
 
 int64_t softsort_fwd_workspace_bytes_cuda(const SoftSortParams& p) {
   if (p.batch * p.dim * p.seqlen == 0) return 0;
-  cuda_softsort::DeviceGuard guard(p.device_index);
+  DeviceGuard guard(p.device_index);
   return cuda_softsort::plan_fwd(p, nullptr).bytes;
 }
 
 int64_t softsort_bwd_workspace_bytes_cuda(const SoftSortBwdParams& p) {
   if (p.batch * p.seqlen == 0) return 0;
-  cuda_softsort::DeviceGuard guard(p.device_index);
+  DeviceGuard guard(p.device_index);
   return cuda_softsort::plan_bwd(p, nullptr).bytes;
 }
 
 int64_t softsort_rank_workspace_bytes_cuda(const SoftSortRankParams& p) {
   if (p.batch * p.seqlen == 0) return 0;
-  cuda_softsort::DeviceGuard guard(p.device_index);
+  DeviceGuard guard(p.device_index);
   return cuda_softsort::rank_workspace_bytes(int(p.batch), int(p.seqlen), p.with_w);
 }
 
@@ -321,7 +299,7 @@ void softsort_rank_cuda(const SoftSortRankParams& p, void* stream) {
 
 void softsort_scores_cuda(const SoftSortScoreParams& p, void* stream) {
   if (p.batch * p.seqlen == 0) return;
-  cuda_softsort::DeviceGuard guard(p.device_index);
+  DeviceGuard guard(p.device_index);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   cuda_softsort::launch_scores(p.x, p.x_batch_stride, p.x_dim_stride,
                                static_cast<const float*>(p.w), static_cast<float*>(p.scores),
@@ -361,14 +339,15 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
   DeviceGuard guard(p.device_index);
   if (p.batch * p.seqlen == 0) {
     if (p.with_w && p.dim > 0)
-      check(cudaMemsetAsync(p.dw, 0, size_t(p.dim) * sizeof(float), s), "cudaMemsetAsync");
+      cuda_check(cudaMemsetAsync(p.dw, 0, size_t(p.dim) * sizeof(float), s), "cudaMemsetAsync");
     return;
   }
   BwdPlan f = plan_bwd(p, p.workspace);
   Args& a = f.a;
   const bool no_channels = p.dim == 0;
   if (no_channels)  // nothing moves: Q = C = 0
-    check(cudaMemsetAsync(a.qc, 0, size_t(a.B) * 2 * a.L * sizeof(float), s), "cudaMemsetAsync");
+    cuda_check(cudaMemsetAsync(a.qc, 0, size_t(a.B) * 2 * a.L * sizeof(float), s),
+               "cudaMemsetAsync");
   if (p.p_is_one) {
     if (a.tiles > 1) launch_norm(a, s);  // single tiles normalise in the row kernels
     if (!no_channels) {

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cuda_check.h"
 #include "softsort_device.cuh"
 #include "softsort_kernels.h"
 
@@ -84,12 +85,6 @@ int key_bits(int B) {  // 32 bits of score key, then the batch element
   return bits;
 }
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("soft_permute: CUDA error in ") + what + ": " +
-                             cudaGetErrorString(e));
-}
-
 // Workspace pieces: the scores (with w), then for long rows the sort's keys, values and scratch.
 struct RankLayout {
   size_t scores = 0, keys = 0, vals = 0, temp = 0, temp_bytes = 0, total = 0;
@@ -106,7 +101,7 @@ RankLayout rank_layout(int B, int L, bool with_w) {
     at += align256(n * sizeof(float));
   }
   if (L > kBlockRankMax) {
-    check(cub::DeviceRadixSort::SortPairs(nullptr, r.temp_bytes,
+    cuda_check(cub::DeviceRadixSort::SortPairs(nullptr, r.temp_bytes,
                                           static_cast<const unsigned long long*>(nullptr),
                                           static_cast<unsigned long long*>(nullptr),
                                           static_cast<const int*>(nullptr),
@@ -154,7 +149,7 @@ void launch_rank(const RankArgs& a, void* workspace, cudaStream_t s) {
     const int grid = std::min((n + 255) / 256, 4096);
     rank_keys_kernel<<<grid, 256, 0, s>>>(scores, keys, vals, L, n, a.descending);
     size_t temp_bytes = lay.temp_bytes;
-    check(cub::DeviceRadixSort::SortPairs(ws + lay.temp, temp_bytes, keys, keys_out, vals, vals_out,
+    cuda_check(cub::DeviceRadixSort::SortPairs(ws + lay.temp, temp_bytes, keys, keys_out, vals, vals_out,
                                           n, 0, key_bits(B), s),
           "cub::DeviceRadixSort");
     rank_finish_kernel<<<grid, 256, 0, s>>>(keys_out, vals_out, a.t, a.perm, n, a.descending);

@@ -82,7 +82,6 @@ struct ScanBwdParams : ScanParams {
   void* dD = nullptr;
   void* ddelta_bias = nullptr;
   void* dinitial_state = nullptr;
-
 };
 
 }  // namespace s6kit
