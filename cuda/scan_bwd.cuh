@@ -15,9 +15,10 @@
 //     on a register stack;
 //   * phase B takes the sub-chunks in reverse: it recomputes h_l and exp(dt_l A) of the U steps
 //     into registers (and y_l for dz), then sweeps them backwards with the adjoint g.
-// The per-step sums over the states are reduced over the R lanes of a row by xor-shuffles; lane
-// 0 of the row then forms d dt and du and writes them over dt and u in shared memory (both are
-// dead by then), and the block writes du, d delta, dz coalesced after the tile.
+// The per-step sums over the states are reduced over the R lanes of a row by xor-shuffles; the
+// lanes then share the steps, each forming d dt and du of its own and writing them over dt and u in
+// shared memory (both are dead by then), and the block writes du, d delta, dz coalesced after the
+// tile.
 //
 // Reductions, all in a fixed order (no atomics: results are bitwise reproducible):
 //   * variable dB / dC (sums over the channels of a group): every kExchangeSteps steps the block
@@ -195,7 +196,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
       float dA[kS];
 #pragma unroll
       for (int i = 0; i < kS; ++i) dA[i] = 0.f;
-      float dAs = 0.f, dD_acc = 0.f, ddb_acc = 0.f;  // lane 0 of the row
+      float dAs = 0.f, dD_acc = 0.f, ddb_acc = 0.f;  // this lane's steps (summed over the row below)
       __syncthreads();  // sRowD, sRowBias, invariant B / C rows
 
       // Stages per-row inputs of steps [ls, ls + T). `lite`: only dt and u (the pre-roll).
@@ -277,10 +278,10 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
       // over the block's rows into this block's workspace slot, time-invariant ones over the
       // steps into sInv (each entry updated by one thread).
       auto reduce_exchange = [&](int lb) {
-        for (int it = tid; it < kX * 2 * N; it += nt) {
-          const int n = it % N, rest = it / N, plane = rest & 1, jj = rest >> 1;
+        for (int it = tid; it < kX * 2 * npad; it += nt) {  // npad: a power of two
+          const int n = it & (npad - 1), rest = it >> lay.log2npad, plane = rest & 1, jj = rest >> 1;
           const int l = lb + jj;
-          if (l >= L || !(plane == 0 ? varB : varC)) continue;
+          if (n >= N || l >= L || !(plane == 0 ? varB : varC)) continue;
           const float* src = sEx + (jj * 2 + plane) * lay.ps + state_pos(n, kS, R);
           float acc = 0.f;
           for (int r = 0; r < rows_valid; ++r) acc += src[r * npad];
@@ -481,31 +482,35 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
 
               row_allreduce<2 * kX>(sums, R);
               __syncwarp();
-              if (slice == 0) {
-  #pragma unroll
-                for (int jj = kX - 1; jj >= 0; --jj) {
-                  const int j = j0 + jj;
-                  const int l = k * U + j;
-                  if (l < Tv) {
-                    const int kk = l * rp + row;
-                    const float dt = sDt[kk], u = sU[kk], dy = sDy[kk];
-                    const float sgB = sums[jj];
-                    float sgha;
-                    if constexpr (kScalarA) {
-                      sgha = sums[kX + jj];
-                      dAs = fmaf(sgha, dt, dAs);
-                      sgha *= As;
-                    } else {
-                      sgha = sums[kX + jj] * kLn2;
-                    }
-                    const float ddt = fmaf(u, sgB, sgha);
-                    const float du = fmaf(dt, sgB, sRowD[row] * dy);
-                    dD_acc = fmaf(dy, u, dD_acc);
-                    const float dd = has_sig ? ddt * sSig[kk] : ddt;
-                    ddb_acc += dd;
-                    sDt[kk] = dd;
-                    sU[kk] = du;
+              // The R lanes of the row share the group's steps: lane `slice` forms steps slice,
+              // slice + R, ... (each lane has every step's sums; a step's sums are selected, not
+              // indexed, so that they stay in registers).
+              for (int jj = slice; jj < kX; jj += R) {
+                float sgB = sums[0], sgh = sums[kX];
+#pragma unroll
+                for (int q = 1; q < kX; ++q) {
+                  sgB = jj == q ? sums[q] : sgB;
+                  sgh = jj == q ? sums[kX + q] : sgh;
+                }
+                const int l = k * U + j0 + jj;
+                if (l < Tv) {
+                  const int kk = l * rp + row;
+                  const float dt = sDt[kk], u = sU[kk], dy = sDy[kk];
+                  float sgha;
+                  if constexpr (kScalarA) {
+                    sgha = sgh;
+                    dAs = fmaf(sgha, dt, dAs);
+                    sgha *= As;
+                  } else {
+                    sgha = sgh * kLn2;
                   }
+                  const float ddt = fmaf(u, sgB, sgha);
+                  const float du = fmaf(dt, sgB, sRowD[row] * dy);
+                  dD_acc = fmaf(dy, u, dD_acc);
+                  const float dd = has_sig ? ddt * sSig[kk] : ddt;
+                  ddb_acc += dd;
+                  sDt[kk] = dd;
+                  sU[kk] = du;
                 }
               }
               __syncthreads();  // the group's dB / dC are in the exchange
@@ -548,6 +553,11 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                 sInv[(plane * lay.rows + r) * npad + n];
           }
         }
+        float lane_sums[3] = {dD_acc, ddb_acc, dAs};  // in a fixed order: deterministic
+        row_allreduce<3>(lane_sums, R);
+        dD_acc = lane_sums[0];
+        ddb_acc = lane_sums[1];
+        dAs = lane_sums[2];
         if (valid) {
           if constexpr (!kScalarA) store_global_states<kS>(args.part_dA + prow() * N, slice, N, dA);
           if (p.dinitial_state != nullptr && chunk == 0)

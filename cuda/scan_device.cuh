@@ -49,19 +49,32 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 __device__ __forceinline__ float sigmoid(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
 
-// softplus(x) = log(1 + e^x); x itself above 20, where the two agree in float32.
-__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(__expf(x)); }
+// log(1 + t) for t in [0, 1]: 2 atanh(s) with s = t / (2 + t) <= 1/3, summed as its odd series
+// 2 s (1 + s^2/3 + s^4/5 + ... + s^12/13) (truncation below 2e-8 relative). One division and six
+// fmas: several times cheaper than the library's log1pf, to about 4e-7 relative in float32.
+__device__ __forceinline__ float log1p_unit(float t) {
+  const float s = __fdividef(t, 2.f + t), z = s * s;
+  float q = 1.f / 13.f;
+  q = fmaf(q, z, 1.f / 11.f);
+  q = fmaf(q, z, 1.f / 9.f);
+  q = fmaf(q, z, 1.f / 7.f);
+  q = fmaf(q, z, 1.f / 5.f);
+  q = fmaf(q, z, 1.f / 3.f);
+  q = fmaf(q, z, 1.f);
+  return 2.f * s * q;
+}
 
-// softplus(x) and its derivative sigmoid(x) from one exponential.
+// softplus(x) = log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), branch-free (NaN stays NaN).
+__device__ __forceinline__ float softplus(float x) {
+  return fmaxf(x, 0.f) + log1p_unit(__expf(-fabsf(x)));
+}
+
+// softplus(x) and its derivative sigmoid(x) from one exponential, e^-|x|.
 __device__ __forceinline__ void softplus_and_sigmoid(float x, float& sp, float& sg) {
-  if (x > 20.f) {
-    sp = x;
-    sg = 1.f;
-  } else {
-    const float e = __expf(x);
-    sp = log1pf(e);
-    sg = __fdividef(e, 1.f + e);
-  }
+  const float t = __expf(-fabsf(x));
+  sp = fmaxf(x, 0.f) + log1p_unit(t);
+  const float r = __fdividef(1.f, 1.f + t);
+  sg = x >= 0.f ? r : t * r;
 }
 
 // Elements of one 16-byte vector of storage type in_t (8 for 16-bit types, 4 for float32).

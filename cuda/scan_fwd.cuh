@@ -104,6 +104,8 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
   float* const sRowD = reinterpret_cast<float*>(sm + lay.off_rowD);
   float* const sRowBias = reinterpret_cast<float*>(sm + lay.off_rowBias);
   float* const sRowA = reinterpret_cast<float*>(sm + lay.off_rowA);
+  const in_t** const sSrc = reinterpret_cast<const in_t**>(sm + lay.off_src);
+  int* const sDst = reinterpret_cast<int*>(sm + lay.off_dst);
 
   const in_t* const U = static_cast<const in_t*>(p.u);
   const in_t* const Delta = static_cast<const in_t*>(p.delta);
@@ -137,46 +139,20 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
     const in_t* const Cg = varC ? static_cast<const in_t*>(p.C) + b * p.C_batch_stride + g * p.C_group_stride : nullptr;
 
     // Starts the copies of the raw inputs of steps [l0, l0 + T) into raw buffer `buf`: 16-byte
-    // chunks, consecutive threads along a row (coalesced). Rows past the group are skipped.
+    // chunks, consecutive threads along a row (coalesced), each row's source and destination read
+    // from the block's copy table (sSrc, sDst; null source: a row past the group).
     auto stage = [&](int64_t l0, int buf) {
       unsigned char* const raw = sm + lay.off_raw[buf];
       const int row_items = n_row_arrays * rows;
       const int total = (row_items + nB + nC) << log2cpr;
       for (int e = tid; e < total; e += nt) {
         const int c = e & (cpr - 1), idx = e >> log2cpr;
-        const in_t* src;
-        unsigned char* dst;
-        bool vec;
-        if (idx < row_items) {
-          const int arr = idx >> log2rows, r = idx & (rows - 1);
-          if (r >= rows_valid) continue;
-          const int64_t dd = d0 + r;
-          if (arr == 0) {
-            src = U + b * p.u_batch_stride + dd * p.u_dim_stride;
-            dst = raw + lay.raw_u;
-          } else if (arr == 1) {
-            src = Delta + b * p.delta_batch_stride + dd * p.delta_dim_stride;
-            dst = raw + lay.raw_delta;
-          } else {
-            src = Z + b * p.z_batch_stride + dd * p.z_dim_stride;
-            dst = raw + lay.raw_z;
-          }
-          dst += r * lay.rowp + c * 16;
-          vec = args.vec_in;
-        } else {
-          const int k = idx - row_items;
-          if (k < nB) {
-            src = Bg + k * p.B_state_stride;
-            dst = raw + lay.raw_B + k * lay.bcp + c * 16;
-          } else {
-            src = Cg + (k - nB) * p.C_state_stride;
-            dst = raw + lay.raw_C + (k - nB) * lay.bcp + c * 16;
-          }
-          vec = args.vec_bc;
-        }
+        const in_t* const src = sSrc[idx];
+        if (src == nullptr) continue;
+        unsigned char* const dst = raw + sDst[idx] + c * 16;
         const int64_t gl = l0 + c * V;
         const int nvalid = static_cast<int>(min64(V, L - gl > 0 ? L - gl : 0));
-        if (vec) {
+        if (idx < row_items ? args.vec_in : args.vec_bc) {
           cp_async16(dst, src + (nvalid > 0 ? gl : 0), nvalid * es);
         } else {
           in_t el[V];
@@ -201,15 +177,20 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
           raw16_to_float<in_t>(raw + lay.raw_u + r * lay.rowp + c * 16, uu);
           raw16_to_float<in_t>(raw + lay.raw_delta + r * lay.rowp + c * 16, x);
           const float bias = sRowBias[r];
+          const int64_t left = L - (l0 + c * V);  // steps of the chunk inside the sequence
+          const int nvalid = static_cast<int>(left < V ? (left > 0 ? left : 0) : V);
+          float dt[V];
+#pragma unroll
+          for (int k = 0; k < V; ++k) dt[k] = x[k] + bias;
+          if (p.delta_softplus) {
+#pragma unroll
+            for (int k = 0; k < V; ++k) dt[k] = softplus(dt[k]);
+          }
 #pragma unroll
           for (int k = 0; k < V; ++k) {
-            float dt = 0.f;
-            if (l0 + c * V + k < L) {
-              const float xb = x[k] + bias;
-              dt = p.delta_softplus ? softplus(xb) : xb;
-            }
-            dtu[k] = dt * uu[k];
-            first[k] = kScalarA ? fast_exp2(dt * sRowA[r]) : dt;
+            if (k >= nvalid) dt[k] = 0.f;
+            dtu[k] = dt[k] * uu[k];
+            first[k] = kScalarA ? fast_exp2(dt[k] * sRowA[r]) : dt[k];
           }
         } else {
 #pragma unroll
@@ -224,7 +205,7 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
       const int nvar = (varB ? 1 : 0) + (varC ? 1 : 0);
       for (int e = tid; e < nvar * nq * T; e += nt) {
         const int l = e & (T - 1), rest = e >> lay.log2T;
-        const int q = rest % nq;
+        const int q = rest & (nq - 1);  // nq = npad / 4 or 1: a power of two
         const bool isB = varB && rest < nq;
         const unsigned char* const src = raw + (isB ? lay.raw_B : lay.raw_C) + l * es;
         float* const dst = (isB ? sB : sC) + l * sb + state_pos(4 * q, kS, R);
@@ -279,6 +260,41 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
     };
 
     __syncthreads();  // the previous block iteration is done with shared memory
+    // The copy table: rows u, delta (and z) of each channel, then the variable B / C states.
+    {
+      const int row_items = n_row_arrays * rows;
+      for (int idx = tid; idx < row_items + nB + nC; idx += nt) {
+        const in_t* src = nullptr;
+        int dst;
+        if (idx < row_items) {
+          const int arr = idx >> log2rows, r = idx & (rows - 1);
+          const int64_t dd = d0 + r;
+          if (arr == 0) {
+            src = U + b * p.u_batch_stride + dd * p.u_dim_stride;
+            dst = lay.raw_u;
+          } else if (arr == 1) {
+            src = Delta + b * p.delta_batch_stride + dd * p.delta_dim_stride;
+            dst = lay.raw_delta;
+          } else {
+            src = Z + b * p.z_batch_stride + dd * p.z_dim_stride;
+            dst = lay.raw_z;
+          }
+          if (r >= rows_valid) src = nullptr;
+          dst += r * lay.rowp;
+        } else if (idx - row_items < nB) {
+          const int k = idx - row_items;
+          src = Bg + k * p.B_state_stride;
+          dst = lay.raw_B + k * lay.bcp;
+        } else {
+          const int k = idx - row_items - nB;
+          src = Cg + k * p.C_state_stride;
+          dst = lay.raw_C + k * lay.bcp;
+        }
+        sSrc[idx] = src;
+        sDst[idx] = dst;
+      }
+    }
+    __syncthreads();
     stage(t_begin * T, 0);
     for (int r = tid; r < rows; r += nt) {
       const bool ok = r < rows_valid;

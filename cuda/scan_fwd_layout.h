@@ -12,7 +12,9 @@
 //   dtu     [T][rows] float2: (dt, dt u), or (exp(dt A), dt u) for scalar A;
 //   B, C    [T][sb] floats (variable) or [rows][sb] (time-invariant), states at state_pos;
 //   yp      [T / 4][rows][Rp] float4: each lane's partial sums C . h of four steps, added over
-//           the R lanes of the row when the outputs are written (no shuffles in the recurrence).
+//           the R lanes of the row when the outputs are written (no shuffles in the recurrence);
+//   src/dst the copy table of the staging: per copied row (u, delta, z of each channel, variable
+//           B / C states) its source pointer and its offset in a raw buffer, set once per block.
 #pragma once
 
 #include <algorithm>
@@ -67,6 +69,7 @@ struct FwdLayout {
   int raw_u = -1, raw_delta = -1, raw_z = -1, raw_B = -1, raw_C = -1;  // inside a raw buffer
   int off_dtu = -1, off_B = -1, off_C = -1, off_yp = -1;
   int off_rowD = -1, off_rowBias = -1, off_rowA = -1;
+  int off_src = -1, off_dst = -1;
   int smem_bytes = 0;
 };
 
@@ -120,6 +123,9 @@ inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
   a.off_rowD = take(a.rows * 4);
   a.off_rowBias = take(a.rows * 4);
   a.off_rowA = take(a.rows * 4);
+  const int copied_rows = (p.has_z ? 3 : 2) * a.rows + (p.variable_B ? N : 0) + (p.variable_C ? N : 0);
+  a.off_src = take(copied_rows * 8);
+  a.off_dst = take(copied_rows * 4);
   a.smem_bytes = off;
   return a;
 }

@@ -50,6 +50,7 @@ struct Layout {
   int rows = 1;      // rows (channels) per block
   int nt = 32;       // threads per block = rows * R
   int npad = 4;      // R * kS >= N
+  int log2npad = 2;
   int T = 64;        // steps per tile (16, 32 or 64)
   int log2T = 6;
   int rp = 2;        // row pitch of the per-row arrays: rows + 1 (odd: no bank conflicts)
@@ -80,6 +81,7 @@ inline Layout make_layout(const ScanParams& p, int T, int kS) {
   a.nt = std::min(kMaxThreads, 32 * a.R);
   a.rows = a.nt / a.R;
   a.npad = a.R * a.kS;
+  a.log2npad = ilog2(a.npad);
   a.T = T;
   a.log2T = ilog2(T);
   a.rp = a.rows + 1;

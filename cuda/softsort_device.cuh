@@ -64,14 +64,17 @@ __device__ __forceinline__ float mul_from_gap(float u) {
   return -__expf(-u);
 }
 
-// A h + v.
+// A h + v. Both forms are computed and one is selected: straight-line code, which the scans'
+// shuffle chains need (a branch per level costs more than the spare multiply-add).
 __device__ __forceinline__ float mul_apply(float m, float h, float v) {
-  return mul_is_a(m) ? fmaf(-m, h, v) : fmaf(-m, h, h) + v;
+  const float by_a = fmaf(-m, h, v), by_b = fmaf(-m, h, h) + v;
+  return mul_is_a(m) ? by_a : by_b;
 }
 
-// A h.
+// A h (likewise).
 __device__ __forceinline__ float mul_scale(float m, float h) {
-  return mul_is_a(m) ? -m * h : fmaf(-m, h, h);
+  const float by_a = -m * h, by_b = fmaf(-m, h, h);
+  return mul_is_a(m) ? by_a : by_b;
 }
 
 // The product of two multipliers (commutative).
@@ -159,8 +162,9 @@ __device__ void scan_values(float (&l)[N], float (&r)[N], const ScanMul& L, cons
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
-      if (lane >= d) l[q] = mul_apply(L.lane_lvl[k], el, l[q]);
-      if (lane + d < 32) r[q] = mul_apply(R.lane_lvl[k], er, r[q]);
+      const float nl = mul_apply(L.lane_lvl[k], el, l[q]), nr = mul_apply(R.lane_lvl[k], er, r[q]);
+      l[q] = lane >= d ? nl : l[q];
+      r[q] = lane + d < 32 ? nr : r[q];
     }
   }
   float xl[N], xr[N];
@@ -193,8 +197,9 @@ __device__ void scan_values(float (&l)[N], float (&r)[N], const ScanMul& L, cons
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
-      if (lane >= d) l[q] = mul_apply(L.warp_lvl[k], el, l[q]);
-      if (lane + d < 32) r[q] = mul_apply(R.warp_lvl[k], er, r[q]);
+      const float nl = mul_apply(L.warp_lvl[k], el, l[q]), nr = mul_apply(R.warp_lvl[k], er, r[q]);
+      l[q] = lane >= d ? nl : l[q];
+      r[q] = lane + d < 32 ? nr : r[q];
     }
   }
 #pragma unroll

@@ -51,6 +51,7 @@ template <typename T>
 struct RowPipe {
   T* buf;
   int stages, L, n;
+  int slot = 0;  // the stage of the next row acquired (rows are acquired in order)
   const T *x, *g;
   int64_t x_dstride, g_dstride;
 
@@ -90,13 +91,15 @@ struct RowPipe {
     }
     // Committed so far: rows 0 .. r + stages - 2, one group each; row r's is complete when at
     // most stages - 2 are pending. After the barrier every thread is done with row r - 1, whose
-    // buffer then takes row r + stages - 1.
+    // buffer (the stage before row r's) then takes row r + stages - 1.
     cp_async_wait(stages - 2);
     __syncthreads();
     const int next = r + stages - 1;
-    if (next < n) fill(next % stages, next);
+    if (next < n) fill(slot == 0 ? stages - 1 : slot - 1, next);
     cp_async_commit();
-    return buf + (r % stages) * stage_size();
+    const T* const at = buf + slot * stage_size();
+    slot = slot + 1 == stages ? 0 : slot + 1;
+    return at;
   }
 };
 
