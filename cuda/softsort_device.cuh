@@ -45,23 +45,23 @@ constexpr float kMulZero = -0.f;
 __device__ __forceinline__ bool mul_is_a(float m) { return signbit(m); }
 
 // The multiplier exp(-u) for u = gap / tau >= 0. Below ln 2 the complement -expm1(-u) comes from
-// its series (10 terms: relative error below 1e-8 for u < ln 2).
+// its series (10 terms: relative error below 1e-8 for u < ln 2). Both forms are computed and one is
+// selected (neighbouring positions take different ones: branches would diverge).
 __device__ __forceinline__ float mul_from_gap(float u) {
+  float s = 1.f / 3628800.f;
+  s = fmaf(s, -u, 1.f / 362880.f);
+  s = fmaf(s, -u, 1.f / 40320.f);
+  s = fmaf(s, -u, 1.f / 5040.f);
+  s = fmaf(s, -u, 1.f / 720.f);
+  s = fmaf(s, -u, 1.f / 120.f);
+  s = fmaf(s, -u, 1.f / 24.f);
+  s = fmaf(s, -u, 1.f / 6.f);
+  s = fmaf(s, -u, 0.5f);
+  s = fmaf(s, -u, 1.f);
+  const float series = u * s;  // u - u^2/2 + u^3/6 - ...
+  const float direct = -__expf(-u);
   if (!(u > 0.f)) return kMulIdentity;  // also u = -0 (keys +0 after -0)
-  if (u < 0.69314718f) {
-    float s = 1.f / 3628800.f;
-    s = fmaf(s, -u, 1.f / 362880.f);
-    s = fmaf(s, -u, 1.f / 40320.f);
-    s = fmaf(s, -u, 1.f / 5040.f);
-    s = fmaf(s, -u, 1.f / 720.f);
-    s = fmaf(s, -u, 1.f / 120.f);
-    s = fmaf(s, -u, 1.f / 24.f);
-    s = fmaf(s, -u, 1.f / 6.f);
-    s = fmaf(s, -u, 0.5f);
-    s = fmaf(s, -u, 1.f);
-    return u * s;  // u - u^2/2 + u^3/6 - ...
-  }
-  return -__expf(-u);
+  return u < 0.69314718f ? series : direct;
 }
 
 // A h + v. Both forms are computed and one is selected: straight-line code, which the scans'
@@ -77,16 +77,15 @@ __device__ __forceinline__ float mul_scale(float m, float h) {
   return mul_is_a(m) ? by_a : by_b;
 }
 
-// The product of two multipliers (commutative).
+// The product of two multipliers (commutative), branch-free: the complement form 1 - (1 - e)(1 - l)
+// when both are complements and it stays at least 1/2, the product of the plain values otherwise
+// (below 1/2: one factor is).
 __device__ __forceinline__ float mul_then(float e, float l) {
-  if (!mul_is_a(e) && !mul_is_a(l)) {
-    const float b = fmaf(-e, l, e) + l;  // 1 - (1 - e)(1 - l)
-    if (b <= 0.5f) return b;
-    return -((1.f - e) * (1.f - l));
-  }
   const float ae = mul_is_a(e) ? -e : 1.f - e;
   const float al = mul_is_a(l) ? -l : 1.f - l;
-  return -(ae * al);  // below 1/2: one factor is
+  const float plain = -(ae * al);
+  const float b = fmaf(-e, l, e) + l;
+  return !mul_is_a(e) && !mul_is_a(l) && b <= 0.5f ? b : plain;
 }
 
 // A as a plain float (rounded once).
@@ -105,9 +104,11 @@ constexpr int kLevels = 5;  // of a warp-wide scan
 
 // One direction's multipliers, for one thread.
 struct ScanMul {
-  float lane_lvl[kLevels];  // warp scan: this lane's segment multiplier before each level
+  float lane_lvl[kLevels];  // warp scan: this lane's segment multiplier before each level (the
+                            // zero map where the level has no partner lane: no lane conditions
+                            // in the value scans)
   float lane_excl;          // of the lanes before this one in its warp
-  float warp_lvl[kLevels];  // scan over the warp totals (lanes < warps)
+  float warp_lvl[kLevels];  // scan over the warp totals (lanes < warps), likewise
   float total;              // of every thread before this one: carries a tile's input in
 };
 
@@ -120,8 +121,8 @@ __device__ inline void scan_multipliers(float ml, float mr, ScanMul& L, ScanMul&
 #pragma unroll
   for (int k = 0; k < kLevels; ++k) {
     const int d = 1 << k;
-    L.lane_lvl[k] = cl;
-    R.lane_lvl[k] = cr;
+    L.lane_lvl[k] = lane >= d ? cl : kMulZero;  // no partner d lanes away: A = 0 adds nothing
+    R.lane_lvl[k] = lane + d < 32 ? cr : kMulZero;
     const float el = __shfl_up_sync(kFull, cl, d), er = __shfl_down_sync(kFull, cr, d);
     if (lane >= d) cl = mul_then(el, cl);
     if (lane + d < 32) cr = mul_then(er, cr);
@@ -136,8 +137,8 @@ __device__ inline void scan_multipliers(float ml, float mr, ScanMul& L, ScanMul&
 #pragma unroll
   for (int k = 0; k < kLevels; ++k) {
     const int d = 1 << k;
-    L.warp_lvl[k] = tl;
-    R.warp_lvl[k] = tr;
+    L.warp_lvl[k] = lane >= d ? tl : kMulZero;
+    R.warp_lvl[k] = lane + d < 32 ? tr : kMulZero;
     const float el = __shfl_up_sync(kFull, tl, d), er = __shfl_down_sync(kFull, tr, d);
     if (lane >= d) tl = mul_then(el, tl);
     if (lane + d < 32) tr = mul_then(er, tr);
@@ -162,9 +163,8 @@ __device__ void scan_values(float (&l)[N], float (&r)[N], const ScanMul& L, cons
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
-      const float nl = mul_apply(L.lane_lvl[k], el, l[q]), nr = mul_apply(R.lane_lvl[k], er, r[q]);
-      l[q] = lane >= d ? nl : l[q];
-      r[q] = lane + d < 32 ? nr : r[q];
+      l[q] = mul_apply(L.lane_lvl[k], el, l[q]);  // A = 0 where there is no partner
+      r[q] = mul_apply(R.lane_lvl[k], er, r[q]);
     }
   }
   float xl[N], xr[N];
@@ -197,9 +197,8 @@ __device__ void scan_values(float (&l)[N], float (&r)[N], const ScanMul& L, cons
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
-      const float nl = mul_apply(L.warp_lvl[k], el, l[q]), nr = mul_apply(R.warp_lvl[k], er, r[q]);
-      l[q] = lane >= d ? nl : l[q];
-      r[q] = lane + d < 32 ? nr : r[q];
+      l[q] = mul_apply(L.warp_lvl[k], el, l[q]);
+      r[q] = mul_apply(R.warp_lvl[k], er, r[q]);
     }
   }
 #pragma unroll

@@ -24,7 +24,6 @@ namespace {
 
 constexpr int kE = 8, kMaxThreads = 512;
 constexpr int kMaxStages = 4;  // cp_async_wait handles up to 3 groups in flight
-constexpr int kMinChannelsPerPart = 16;
 constexpr size_t kSmemBudget = 200 * 1024;
 
 // Launch facts of the current device, queried once per device / kernel / shape and cached: a
@@ -246,11 +245,13 @@ void configure_rows(Args& a, RowKernel kind) {
   const size_t dyn = row * (size_t(a.stages) * (a.g_smem ? 2 : 1) + (a.dx_smem ? 1 : 0));
   const int slots = blocks_per_sm(kernel, a.threads, dyn) * facts.sms;
   // One wave of blocks split evenly over the batch, each block a range of channels. The partial
-  // sums of the backward sweep take 8 bytes per position and block: with at least
-  // kMinChannelsPerPart channels per block they stay a fraction of the tokens' size.
+  // sums of the backward sweep take 8 bytes per position and block: with at least 16 / (bytes
+  // per token element) channels per block they stay within half the size of the tokens.
   a.groups = std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B, 1)));
-  if (kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx)
-    a.groups = std::max(1, std::min(a.groups, a.D / kMinChannelsPerPart));
+  if (kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx) {
+    const int min_channels = std::max(1, 16 / int(dtype_size(a.dtype)));
+    a.groups = std::max(1, std::min(a.groups, a.D / min_channels));
+  }
 }
 
 }  // namespace cuda_softsort
