@@ -188,6 +188,16 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src,
 #endif
 }
 
+// The same for a whole 16-byte chunk.
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
+#ifdef __CUDA_ARCH__
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
+#else
+  memcpy(smem_dst, gmem_src, 16);
+#endif
+}
+
 __device__ __forceinline__ void cp_async_commit() {
 #ifdef __CUDA_ARCH__
   asm volatile("cp.async.commit_group;\n" ::: "memory");

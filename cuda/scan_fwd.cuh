@@ -114,7 +114,6 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
   in_t* const Out = static_cast<in_t*>(p.out);
 
   const int nB = varB ? N : 0, nC = varC ? N : 0;
-  const int nq = (lay.npad + 3) >> 2;  // float4 groups of states in a B / C row
   const int64_t ntl = (L + T - 1) / T;
   const int64_t chunk_tiles = args.chunk_len / T;
 
@@ -145,6 +144,15 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
       unsigned char* const raw = sm + lay.off_raw[buf];
       const int row_items = n_row_arrays * rows;
       const int total = (row_items + nB + nC) << log2cpr;
+      if (l0 + T <= L && args.vec_in && args.vec_bc) {  // the common case: whole 16-byte chunks
+        for (int e = tid; e < total; e += nt) {
+          const int c = e & (cpr - 1), idx = e >> log2cpr;
+          const in_t* const src = sSrc[idx];
+          if (src != nullptr) cp_async16(raw + sDst[idx] + c * 16, src + l0 + c * V);
+        }
+        cp_async_commit();
+        return;
+      }
       for (int e = tid; e < total; e += nt) {
         const int c = e & (cpr - 1), idx = e >> log2cpr;
         const in_t* const src = sSrc[idx];
@@ -202,21 +210,22 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
 #pragma unroll
         for (int k = 0; k < V; ++k) sDtu[(c * V + k) * rows + r] = make_float2(first[k], dtu[k]);
       }
-      const int nvar = (varB ? 1 : 0) + (varC ? 1 : 0);
-      for (int e = tid; e < nvar * nq * T; e += nt) {
-        const int l = e & (T - 1), rest = e >> lay.log2T;
-        const int q = rest & (nq - 1);  // nq = npad / 4 or 1: a power of two
-        const bool isB = varB && rest < nq;
-        const unsigned char* const src = raw + (isB ? lay.raw_B : lay.raw_C) + l * es;
-        float* const dst = (isB ? sB : sC) + l * sb + state_pos(4 * q, kS, R);
-        const bool in_l = l0 + l < L;
-        float v[4];
+      // Variable B / C: an item is V consecutive steps of one state row (one 16-byte word of the
+      // raw buffer, zero past L), written to the steps' rows at the state's position. Items run
+      // over npad states per array (a power of two; the padding states n >= N stay zero from the
+      // block start), so that a warp's lanes write different states of the same steps.
+      const int kbits = lay.log2npad + (varB && varC ? 1 : 0);
+      const int nitems = (varB || varC) ? cpr << kbits : 0;
+      for (int e = tid; e < nitems; e += nt) {
+        const int k = e & ((1 << kbits) - 1), c = e >> kbits;
+        const int n = k & (lay.npad - 1);
+        if (n >= N) continue;
+        const bool isB = varB && (k >> lay.log2npad) == 0;
+        float v[V];
+        raw16_to_float<in_t>(raw + (isB ? lay.raw_B : lay.raw_C) + n * lay.bcp + c * 16, v);
+        float* const dst = (isB ? sB : sC) + (c * V) * sb + state_pos(n, kS, R);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int n = 4 * q + k;
-          v[k] = n < N && in_l ? raw_to_float<in_t>(src + n * lay.bcp) : 0.f;
-        }
-        *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+        for (int j = 0; j < V; ++j) dst[j * sb] = v[j];
       }
     };
 
@@ -294,6 +303,12 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
         sDst[idx] = dst;
       }
     }
+    // Padding states of variable B / C rows (N < npad) stay zero: the conversion skips them.
+    if (N < lay.npad)
+      for (int e = tid; e < T * sb; e += nt) {
+        if (varB) sB[e] = 0.f;
+        if (varC) sC[e] = 0.f;
+      }
     __syncthreads();
     stage(t_begin * T, 0);
     for (int r = tid; r < rows; r += nt) {

@@ -33,15 +33,18 @@ __host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : 
 // spread over more multiprocessors.
 constexpr int64_t kFwdFewBlocks = 264;
 
-// States per thread: 4, or 8 for N > 128 (at most 32 lanes per row), or as forced (2, 4, 8).
-// Fewer states per thread give more threads (latency hiding) at more instructions per state.
+// States per thread: 4 up to N = 32, 8 above (rows of at most 8 lanes up to N = 64, at most 32
+// lanes always), or as forced (2, 4, 8). Fewer states per thread give more threads (latency
+// hiding) at more instructions per state and more lanes per row whose partial sums of y are added
+// up: on an H100 at (8, 1536, 2048, N) bf16, 4 states beat 2 and 8 at N = 16 (0.38 ms against
+// 0.47 and 0.46) and 8 beat 4 at N = 64 (0.96 ms against 1.51; bench/scan_cuda_bench --variants).
 // (S6KIT_CUDA_FWD_STATES forces a default at compile time, so that tests reach every layout.)
 #ifndef S6KIT_CUDA_FWD_STATES
 #define S6KIT_CUDA_FWD_STATES 0
 #endif
 inline int fwd_states_per_thread(const ScanParams& p, int forced) {
   if (forced == 0) forced = S6KIT_CUDA_FWD_STATES;
-  int kS = forced != 0 ? forced : (p.dstate > 128 ? 8 : 4);
+  int kS = forced != 0 ? forced : (p.dstate > 32 ? 8 : 4);
   while (kS * 32 < p.dstate) kS *= 2;
   return kS;
 }
@@ -53,7 +56,8 @@ struct FwdLayout {
   int rows = 1;     // rows per block (a power of two)
   int log2rows = 0;
   int nt = 32;      // threads per block (rows * R)
-  int npad = 4;     // R * kS >= N
+  int npad = 4;     // R * kS >= N (a power of two)
+  int log2npad = 2;
   int T = 32;       // steps per tile
   int log2T = 5;
   int es = 4;       // bytes per stored element of u, delta, z, out, variable B / C
@@ -84,6 +88,7 @@ inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
   a.rows = a.nt / a.R;
   a.log2rows = ilog2(a.rows);
   a.npad = a.R * kS;
+  a.log2npad = ilog2(a.npad);
   a.T = T;
   a.log2T = ilog2(T);
   a.es = static_cast<int>(dtype_size(p.input_type));
