@@ -255,6 +255,32 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
         }
       };
 
+      // The inputs of the tile at ls (the next one walked) into L2 while this one is swept, so that
+      // its staging waits on L2 rather than on DRAM: the rows of u, delta, dout (and z), and the
+      // variable B / C state rows.
+      auto prefetch_tile = [&](int ls) {
+        constexpr int es = static_cast<int>(sizeof(in_t));
+        const int bytes = static_cast<int>(min64(T, L - ls)) * es;
+        const int arrays = has_z ? 4 : 3;
+        prefetch_spans_l2(rows_valid * arrays, bytes, [&](int i) {
+          const int64_t dd = d0 + i % rows_valid;
+          const int a = i / rows_valid;
+          const in_t* row = a == 0 ? static_cast<const in_t*>(p.u) + b * p.u_batch_stride + dd * p.u_dim_stride
+                          : a == 1 ? static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + dd * p.delta_dim_stride
+                          : a == 2 ? static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride + dd * p.dout_dim_stride
+                                   : static_cast<const in_t*>(p.z) + b * p.z_batch_stride + dd * p.z_dim_stride;
+          return row + ls;
+        }, tid, nt);
+        const int nvar = (varB ? N : 0) + (varC ? N : 0);
+        prefetch_spans_l2(nvar, bytes, [&](int i) {
+          const bool isB = varB && i < N;
+          const int n = isB ? i : i - (varB ? N : 0);
+          const in_t* row = isB ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride + g * p.B_group_stride + n * p.B_state_stride
+                                : static_cast<const in_t*>(p.C) + b * p.C_batch_stride + g * p.C_group_stride + n * p.C_state_stride;
+          return row + ls;
+        }, tid, nt);
+      };
+
       // h over steps [jb, je) of the staged tile.
       auto advance = [&](float(&hh)[kS], int jb, int je) {
 #pragma unroll 4
@@ -284,7 +310,12 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
           if (n >= N || l >= L || !(plane == 0 ? varB : varC)) continue;
           const float* src = sEx + (jj * 2 + plane) * lay.ps + state_pos(n, kS, R);
           float acc = 0.f;
-          for (int r = 0; r < rows_valid; ++r) acc += src[r * npad];
+          if (npad == 16) {  // N = 16 (the usual), a stride known here: loads with immediate offsets
+#pragma unroll 8
+            for (int r = 0; r < rows_valid; ++r) acc += src[r * 16];
+          } else {
+            for (int r = 0; r < rows_valid; ++r) acc += src[r * npad];
+          }
           float* dst = args.part_bc +
                        ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 + plane) * N + n;
           *dst = sub == 0 ? acc : *dst + acc;
@@ -358,6 +389,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
           if (varB) load_B_tile(l0);
           if (varC) load_C_tile(l0);
           __syncthreads();
+          if (t > t_begin) prefetch_tile(l0 - T);
 
           // Phase A: the states at the starts of sub-chunks 0, kSkip, 2 kSkip, ... onto the stack
           // (its top, st[NST - 1], is the latest).

@@ -198,6 +198,25 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src)
 #endif
 }
 
+// A hint to bring the 128-byte line holding p into L2 (no register, nothing to wait for).
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+#ifdef __CUDA_ARCH__
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
+
+// Prefetches bytes [0, bytes) of each of `count` spans (span i at base(i)) into L2, the work spread
+// over the block's threads.
+template <typename Base>
+__device__ __forceinline__ void prefetch_spans_l2(int count, int bytes, Base&& base, int tid, int nt) {
+  const int lines = (bytes + 127) / 128 + 1;  // the last byte too (a span need not be aligned)
+  for (int e = tid; e < count * lines; e += nt) {
+    const int i = e / lines, k = e % lines;
+    const int off = k * 128 < bytes ? k * 128 : bytes - 1;
+    prefetch_l2(reinterpret_cast<const char*>(base(i)) + off);
+  }
+}
+
 __device__ __forceinline__ void cp_async_commit() {
 #ifdef __CUDA_ARCH__
   asm volatile("cp.async.commit_group;\n" ::: "memory");

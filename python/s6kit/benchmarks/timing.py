@@ -15,8 +15,8 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 3, r
     On the GPU a sample is the mean over back-to-back calls between two CUDA events, with no
     synchronisation in between: the host queues the next call while the GPU works, as in a
     training loop, so the GPU's time is measured rather than the host's latency per call (a call
-    with only microseconds of GPU work stays bounded by its host overhead). A sample has enough
-    calls for about 2 ms. On the CPU: wall-clock time per call.
+    with only microseconds of GPU work stays bounded by its host overhead). A sample has at least
+    three calls, and enough for about 10 ms. On the CPU: wall-clock time per call.
     """
     for _ in range(warmup):
         fn()
@@ -25,7 +25,7 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 3, r
         t0 = time.perf_counter()
         fn()
         torch.cuda.synchronize(device)
-        calls = max(1, min(50, int(2e-3 / max(time.perf_counter() - t0, 1e-6))))
+        calls = max(3, min(100, int(10e-3 / max(time.perf_counter() - t0, 1e-6))))
         times = []
         for _ in range(reps):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
