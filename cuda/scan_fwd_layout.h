@@ -34,17 +34,24 @@ __host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : 
 constexpr int64_t kFwdFewBlocks = 264;
 
 // States per thread: 4 up to N = 32, 8 above (rows of at most 8 lanes up to N = 64, at most 32
-// lanes always), or as forced (2, 4, 8). Fewer states per thread give more threads (latency
-// hiding) at more instructions per state and more lanes per row whose partial sums of y are added
-// up: on an H100 at (8, 1536, 2048, N) bf16, 4 states beat 2 and 8 at N = 16 (0.38 ms against
-// 0.47 and 0.46) and 8 beat 4 at N = 64 (0.96 ms against 1.51; bench/scan_cuda_bench --variants).
-// (S6KIT_CUDA_FWD_STATES forces a default at compile time, so that tests reach every layout.)
+// lanes always), but 2 for float32 storage up to N = 16; or as forced (2, 4, 8). Fewer states per
+// thread give more threads (latency hiding) at more instructions per state and more lanes per row
+// whose partial sums of y are added up. Measured on an H100 (bench/scan_cuda_bench --variants,
+// bench/results/README.md): at (8, 1536, 2048, N) bf16, 4 states beat 2 and 8 at N = 16 (0.35 ms
+// against 0.40 and 0.41) and 8 beat 4 at N = 64 (0.85 ms against 1.51); with float32 storage,
+// whose staged tiles take twice the shared memory, 2 states in 16-step tiles (blocks of half the
+// rows, twice as many per multiprocessor) beat 4 states at every anchor shape with N = 16, by 6 %
+// to 40 %. (S6KIT_CUDA_FWD_STATES forces a default at compile time, so that tests reach every
+// layout.)
 #ifndef S6KIT_CUDA_FWD_STATES
 #define S6KIT_CUDA_FWD_STATES 0
 #endif
+inline bool fwd_prefers_two_states(const ScanParams& p) {
+  return dtype_size(p.input_type) == 4 && p.dstate <= 16;
+}
 inline int fwd_states_per_thread(const ScanParams& p, int forced) {
   if (forced == 0) forced = S6KIT_CUDA_FWD_STATES;
-  int kS = forced != 0 ? forced : (p.dstate > 32 ? 8 : 4);
+  int kS = forced != 0 ? forced : fwd_prefers_two_states(p) ? 2 : (p.dstate > 32 ? 8 : 4);
   while (kS * 32 < p.dstate) kS *= 2;
   return kS;
 }
@@ -150,7 +157,8 @@ inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int f
   };
   int nt = kFwdMaxThreads;
   while (!full_blocks && nt > 32 && nt > R && blocks(nt) < kFwdFewBlocks) nt /= 2;
-  int T = forced_T != 0 ? forced_T : 32;
+  // 32-step tiles, or 16 for the float32 two-state layout (see fwd_states_per_thread).
+  int T = forced_T != 0 ? forced_T : (kS == 2 && fwd_prefers_two_states(p) ? 16 : 32);
   FwdLayout a = make_fwd_layout(p, kS, nt, T);
   while (forced_T == 0 && a.smem_bytes > kFwdSmemBudget && T > 16) {
     T /= 2;
