@@ -3,15 +3,14 @@ the measured copy bandwidth, and ratios to the reference and to the anchors (ANC
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
 from .. import selective_scan_fn, selective_scan_ref
 from . import anchors
+from .harness import DTYPES, parse_shapes, write_rows
 from .timing import copy_bandwidth_gbps, median_ms
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def make_inputs(shape, dtype, device, scalar_A=False, seed=0):
@@ -66,7 +65,7 @@ def run(args) -> list[dict]:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    shapes = [tuple(int(x) for x in s.split(",")) for s in args.shape] if args.shape else None
+    shapes = parse_shapes(args.shape)
     if device.type == "cpu":
         shapes = shapes or [anchors.CPU_SCAN_SHAPE]
         dtypes = args.dtype or ["float32"]
@@ -81,11 +80,11 @@ def run(args) -> list[dict]:
             if device.type == "cuda" and (dtype_name, shape) not in anchors.MAMBA_SSM_SCAN_MS and not args.shape:
                 continue
             for scalar_A in ([False, True] if args.scalar_A else [False]):
-                inputs = make_inputs(shape, _DTYPES[dtype_name], device, scalar_A=scalar_A)
+                inputs = make_inputs(shape, DTYPES[dtype_name], device, scalar_A=scalar_A)
                 fwd, bwd = time_scan(selective_scan_fn, inputs, device, args.reps)
                 row = dict(device=str(device), dtype=dtype_name, shape=list(shape),
                            A="scalar" if scalar_A else "real", fwd_ms=fwd, bwd_ms=bwd)
-                elem = torch.tensor([], dtype=_DTYPES[dtype_name]).element_size()
+                elem = torch.tensor([], dtype=DTYPES[dtype_name]).element_size()
                 fb, bb = anchors.scan_bytes(*shape, elem)
                 row["fwd_GBps"] = fb / (fwd * 1e-3) / 1e9
                 row["bwd_GBps"] = bb / (bwd * 1e-3) / 1e9
@@ -112,9 +111,7 @@ def run(args) -> list[dict]:
                         row[f"speedup_vs[{name}]_fwd_bwd"] = afb * 1e3 / (fwd + bwd)
                 rows.append(row)
                 _print_row(row)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(rows=rows, torch=torch.__version__), f, indent=1)
+    write_rows(args.json, rows)
     return rows
 
 
@@ -142,7 +139,7 @@ def _print_row(r):
 def register(subparsers) -> None:
     p = subparsers.add_parser("scan", help="time the selective scan (forward, backward)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", action="append", choices=sorted(_DTYPES), help="repeatable")
+    p.add_argument("--dtype", action="append", choices=sorted(DTYPES), help="repeatable")
     p.add_argument("--shape", action="append", help="batch,dim,L,N (repeatable); default: the anchors'")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--reps", type=int, default=10)

@@ -13,16 +13,15 @@ is a broadcast scalar, which costs almost nothing to read, so the true traffic i
 """
 from __future__ import annotations
 
-import json
 import math
 
 import torch
 
 from .. import score_and_permute, score_and_permute_ref
 from . import anchors
+from .harness import DTYPES, parse_shapes, write_rows
 from .timing import copy_bandwidth_gbps, median_ms
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CPU_SHAPES = [(2, 196, 64), (2, 1024, 256), (1, 4096, 256)]
 TOKEN_PASSES = 8  # token-sized tensors moved by fwd + bwd (see the module docstring)
 
@@ -80,7 +79,7 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
     copy_gbps = copy_bandwidth_gbps(device) if device.type == "cuda" else None
     rows = []
     for dtype_name in dtypes:
-        dtype = _DTYPES[dtype_name]
+        dtype = DTYPES[dtype_name]
         elem = torch.tensor([], dtype=dtype).element_size()
         for shape in shapes:
             x, w = make_inputs(shape, dtype, device)
@@ -117,9 +116,7 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
                 torch.cuda.empty_cache()
             rows.append(row)
             _print_row(row)
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(dict(rows=rows, torch=torch.__version__), f, indent=1)
+    write_rows(json_path, rows)
     return rows
 
 
@@ -150,7 +147,7 @@ def _print_row(r):
 
 
 def _cli(args):
-    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] if args.shape else None
+    shapes = parse_shapes(args.shape)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     run(device, args.dtype, shapes, args.reps, args.threads, not args.no_reference, args.tau,
         args.p, args.json)
@@ -160,7 +157,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "softsort", help="time scoring + SoftSort reordering (fwd + bwd) against the paper's P")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--dtype", action="append", choices=sorted(_DTYPES),
+    p.add_argument("--dtype", action="append", choices=sorted(DTYPES),
                    help="repeatable (default bfloat16 on cuda, float32 on cpu)")
     p.add_argument("--shape", action="append",
                    help="batch,L,dim (repeatable); default: the anchors' on cuda, small on cpu")

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ..modules import MambaConfig, MambaLMHeadModel, set_scan_backend
+from .harness import DTYPES
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def register(subparsers) -> argparse.ArgumentParser:

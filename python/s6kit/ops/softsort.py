@@ -92,36 +92,23 @@ def _fake_outputs(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 # Outside torch.compile the ops run through these Functions: one call into the core per
 # direction, without the dispatcher round trips of the custom ops below.
 
-class _SoftPermute(torch.autograd.Function):
+class _SoftSortFunction(torch.autograd.Function):
+    """soft_permute (``other`` is the scores) and score_and_permute (``with_w``: ``other`` is w)."""
+
     @staticmethod
-    def forward(ctx, x, scores, tau, p, hard, descending):
-        out, t, perm = _forward(x, scores, None, tau, p, hard, descending, _OP)
-        ctx.save_for_backward(x, t, perm)
-        ctx.hyper = (tau, p, hard, descending)
+    def forward(ctx, x, other, with_w, tau, p, hard, descending):
+        scores, w, op = (None, other, _SCORE_OP) if with_w else (other, None, _OP)
+        out, t, perm = _forward(x, scores, w, tau, p, hard, descending, op)
+        ctx.save_for_backward(x, t, perm, w)
+        ctx.hyper = (tau, p, hard, descending, op)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout):
-        x, t, perm = ctx.saved_tensors
-        dx, ds = _backward(dout, x, t, perm, None, *ctx.hyper, _OP)
-        return dx, ds, None, None, None, None
-
-
-class _ScoreAndPermute(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w, tau, p, hard, descending):
-        out, t, perm = _forward(x, None, w, tau, p, hard, descending, _SCORE_OP)
-        ctx.save_for_backward(x, w, t, perm)
-        ctx.hyper = (tau, p, hard, descending)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout):
-        x, w, t, perm = ctx.saved_tensors
-        dx, dw = _backward(dout, x, t, perm, w, *ctx.hyper, _SCORE_OP)
-        return dx, dw, None, None, None, None
+        x, t, perm, w = ctx.saved_tensors
+        dx, dother = _backward(dout, x, t, perm, w, *ctx.hyper)
+        return dx, dother, None, None, None, None, None
 
 
 # ---- custom ops (torch.compile traces through these) ------------------------------------------
@@ -148,22 +135,6 @@ def _soft_permute_bwd_fake(dout, x, t, perm, tau, p, hard, descending):
     return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(t)
 
 
-def _soft_permute_setup(ctx, inputs, output):
-    x, _, tau, p, hard, descending = inputs
-    _, t, perm = output
-    ctx.save_for_backward(x, t, perm)
-    ctx.hyper = (tau, p, hard, descending)
-
-
-def _soft_permute_backward(ctx, dout, _dt, _dperm):
-    x, t, perm = ctx.saved_tensors
-    dx, ds = _soft_permute_bwd(dout, x, t, perm, *ctx.hyper)
-    return dx, ds, None, None, None, None
-
-
-_soft_permute_fwd.register_autograd(_soft_permute_backward, setup_context=_soft_permute_setup)
-
-
 @torch.library.custom_op("s6kit::score_and_permute_fwd", mutates_args=())
 def _score_and_permute_fwd(x: Tensor, w: Tensor, tau: float, p: float, hard: bool,
                            descending: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -187,21 +158,26 @@ def _score_and_permute_bwd_fake(dout, x, w, t, perm, tau, p, hard, descending):
     return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(w)
 
 
-def _score_and_permute_setup(ctx, inputs, output):
-    x, w, tau, p, hard, descending = inputs
-    _, t, perm = output
-    ctx.save_for_backward(x, w, t, perm)
-    ctx.hyper = (tau, p, hard, descending)
+def _register_autograd(fwd_op, bwd_op, with_w: bool) -> None:
+    """Gradients of a forward custom op from ``bwd_op`` (its arguments: dout, x, then w when
+    ``with_w``, then t, perm and the hyperparameters)."""
+
+    def setup(ctx, inputs, output):
+        x, other, tau, p, hard, descending = inputs
+        _, t, perm = output
+        ctx.save_for_backward(x, t, perm, other if with_w else None)
+        ctx.hyper = (tau, p, hard, descending)
+
+    def backward(ctx, dout, _dt, _dperm):
+        x, t, perm, w = ctx.saved_tensors
+        dx, dother = bwd_op(dout, x, *((w,) if with_w else ()), t, perm, *ctx.hyper)
+        return dx, dother, None, None, None, None
+
+    fwd_op.register_autograd(backward, setup_context=setup)
 
 
-def _score_and_permute_backward(ctx, dout, _dt, _dperm):
-    x, w, t, perm = ctx.saved_tensors
-    dx, dw = _score_and_permute_bwd(dout, x, w, t, perm, *ctx.hyper)
-    return dx, dw, None, None, None, None
-
-
-_score_and_permute_fwd.register_autograd(_score_and_permute_backward,
-                                         setup_context=_score_and_permute_setup)
+_register_autograd(_soft_permute_fwd, _soft_permute_bwd, with_w=False)
+_register_autograd(_score_and_permute_fwd, _score_and_permute_bwd, with_w=True)
 
 
 # ---- public functions --------------------------------------------------------------------------
@@ -267,7 +243,7 @@ def soft_permute(
     hard, descending = bool(hard), bool(descending)
     if torch.compiler.is_compiling():
         return _soft_permute_fwd(x, scores, tau, p, hard, descending)[0]
-    return _SoftPermute.apply(x, scores, tau, p, hard, descending)
+    return _SoftSortFunction.apply(x, scores, False, tau, p, hard, descending)
 
 
 def score_and_permute(
@@ -292,4 +268,4 @@ def score_and_permute(
     hard, descending = bool(hard), bool(descending)
     if torch.compiler.is_compiling():
         return _score_and_permute_fwd(x, w, tau, p, hard, descending)[0]
-    return _ScoreAndPermute.apply(x, w, tau, p, hard, descending)
+    return _SoftSortFunction.apply(x, w, True, tau, p, hard, descending)
