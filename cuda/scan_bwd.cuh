@@ -36,7 +36,7 @@
 //     enters in the combine), walk only the adjoint, g <- exp(dt_l A) (g + C_l dy_l), which needs no
 //     state h, and store it at the chunk start into adj[c]; and the sum of dt over the chunk into
 //     decays[c]: the chunk maps an adjoint G at its end to exp(A S_c) G + adj[c] at its start;
-//   (scan_bwd_combine.cuh turns adj[c] into the true adjoint at the end of chunk c;)
+//   (scan_split_combine.cuh turns adj[c] into the true adjoint at the end of chunk c;)
 //   BwdPass::chunk_grads: chunks 0 .. K - 1, each the full backward from adj[c], writing its steps'
 //     du, d delta, dz and variable dB / dC partials and its own per-row partials; chunk 0 writes
 //     d initial_state.

@@ -85,8 +85,10 @@ bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& 
 }
 
 // The fields both splits' middle passes read: A, and the (b, d, n) walk over the chunks.
-template <typename Combine>
-void set_combine_rows(Combine& c, const ScanParams& p, int64_t nchunks) {
+ChunkCombine chunk_combine(const ScanParams& p, int64_t nchunks, float* carry, const float* decays) {
+  ChunkCombine c;
+  c.carry = carry;
+  c.decays = decays;
   c.A = static_cast<const float*>(p.A);
   c.A_dim_stride = p.A_dim_stride;
   c.A_state_stride = p.A_state_stride;
@@ -95,6 +97,7 @@ void set_combine_rows(Combine& c, const ScanParams& p, int64_t nchunks) {
   c.dim = p.dim;
   c.N = p.dstate;
   c.nchunks = nchunks;
+  return c;
 }
 
 }  // namespace
@@ -156,11 +159,7 @@ void run_fwd(const ScanParams& p, const FwdPlan& pl, cudaStream_t s) {
   a.first_chunk = 0;
   a.run_chunks = a.nchunks - 1;
   launch();
-  FwdCombine c;
-  set_combine_rows(c, p, a.nchunks);
-  c.states = a.states;
-  c.decays = a.decays;
-  launch_fwd_combine(c, s);
+  launch_fwd_combine(chunk_combine(p, a.nchunks, a.states, a.decays), s);
   a.pass = FwdPass::chunk_outputs;
   a.first_chunk = 1;
   launch();
@@ -255,10 +254,7 @@ void run_bwd(const ScanBwdParams& p, const BwdPlan& pl, cudaStream_t s) {
     a.first_chunk = 1;
     a.run_chunks = a.nchunks - 1;
     launch();
-    BwdCombine c;
-    set_combine_rows(c, p, a.nchunks);
-    c.adj = a.adj;
-    c.decays = a.decays;
+    ChunkCombine c = chunk_combine(p, a.nchunks, a.adj, a.decays);
     c.dlast = static_cast<const float*>(p.dlast_state);
     launch_bwd_combine(c, s);
     a.pass = BwdPass::chunk_grads;

@@ -18,7 +18,7 @@
 //     stores its final state into states[c] and (c >= 1) its decay into decays[c]: the sum of dt
 //     over the chunk, or for scalar A the product of exp(dt A), so that the chunk maps a state h
 //     at its start to exp(A S) h + states[c] (or P h + states[c]) at its end;
-//   (scan_fwd_combine.cuh turns states[c] into the true state at the end of chunk c;)
+//   (scan_split_combine.cuh turns states[c] into the true state at the end of chunk c;)
 //   FwdPass::chunk_outputs: chunks 1 .. K - 1, each from the true state at the end of chunk
 //     c - 1, writing outputs, checkpoints and (last chunk) last_state.
 #pragma once

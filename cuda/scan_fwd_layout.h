@@ -195,20 +195,15 @@ inline int64_t fwd_blocks_per_multiprocessor(const FwdLayout& lay) {
   return std::max<int64_t>(1, std::min<int64_t>({by_smem, by_regs, 32}));
 }
 
-struct FwdSplit {
-  int64_t nchunks = 1;    // 1: no split
-  int64_t chunk_len = 0;  // steps per chunk: a multiple of the checkpoint interval (and of T)
-};
-
 struct FwdChoice {
   FwdLayout lay;
-  FwdSplit split;
+  LSplit split;
 };
 
 // The forward's layout and split along L for `p`; forced_chunks > 0: about that many chunks
 // (benchmarks; 1: no split).
 inline FwdChoice choose_fwd(const ScanParams& p, int64_t forced_chunks = 0) {
-  const int64_t L = p.seqlen, ival = kScanCheckpointInterval;
+  const int64_t L = p.seqlen;
   FwdChoice c;
   c.lay = choose_fwd_layout(p);
   const FwdLayout full = choose_fwd_layout(p, 0, 0, true);
@@ -223,16 +218,8 @@ inline FwdChoice choose_fwd(const ScanParams& p, int64_t forced_chunks = 0) {
       k = std::min(1 + (wave + rb - 1) / rb, L / kFwdMinChunk);
     }
   }
-  if (k >= 2) {
-    c.split.chunk_len = ((L + k - 1) / k + ival - 1) / ival * ival;
-    c.split.nchunks = (L + c.split.chunk_len - 1) / c.split.chunk_len;
-  }
-  if (c.split.nchunks >= 2) {
-    c.lay = full;
-  } else {
-    c.split.nchunks = 1;
-    c.split.chunk_len = (L + c.lay.T - 1) / c.lay.T * c.lay.T;
-  }
+  c.split = split_along_L(L, k, c.lay.T);
+  if (c.split.nchunks >= 2) c.lay = full;
   return c;
 }
 

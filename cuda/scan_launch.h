@@ -1,6 +1,6 @@
 // Launchers of the CUDA selective scan kernels, one explicit instantiation per storage dtype
 // (scan_fwd_<dtype>.cu, scan_bwd_<dtype>.cu), of the splits' middle passes
-// (scan_fwd_combine.cu, scan_bwd_combine.cu) and of the final reductions (scan_reduce.cu).
+// (scan_split_combine.cu) and of the final reductions (scan_reduce.cu).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -48,7 +48,7 @@ FwdArgs make_fwd_args(const ScanParams& p, const FwdLayout& lay, float* ckpt, bo
 // p.workspace of the chunk states and decays; -1: absent).
 struct FwdPlan {
   FwdLayout lay;
-  FwdSplit split;
+  LSplit split;
   int64_t off_states = -1, off_decays = -1, bytes = 0;
 };
 
@@ -65,18 +65,20 @@ void launch_fwd(const FwdArgs& args, cudaStream_t stream);
 // Blocks of a forward launch: every row block for each chunk it runs.
 inline int64_t fwd_blocks(const FwdArgs& a) { return a.p.batch * a.p.n_groups * a.ntiles * a.run_chunks; }
 
-// The forward split's middle pass (scan_fwd_combine.cuh) on the chunk states and decays of a
-// chunk_states launch.
-struct FwdCombine {
-  float* states = nullptr;        // (nchunks - 1, rows, N)
-  const float* decays = nullptr;  // (nchunks - 1, rows)
+// The middle pass of a split along L (scan_split_combine.cuh): the forward's chunk end states,
+// or the backward's chunk-start adjoints, made true from the chunks' decays.
+struct ChunkCombine {
+  float* carry = nullptr;         // forward: states (nchunks - 1, rows, N); backward: adj (nchunks, rows, N)
+  const float* decays = nullptr;  // (nchunks - 1 or nchunks, rows)
+  const float* dlast = nullptr;   // backward: d last_state (rows, N), or null
   const float* A = nullptr;
   int64_t A_dim_stride = 0, A_state_stride = 0;
   bool scalar_A = false;
   int64_t rows = 0, dim = 0, N = 0, nchunks = 0;  // rows = batch * dim
 };
 
-void launch_fwd_combine(const FwdCombine& args, cudaStream_t stream);
+void launch_fwd_combine(const ChunkCombine& args, cudaStream_t stream);
+void launch_bwd_combine(const ChunkCombine& args, cudaStream_t stream);
 
 template <typename in_t>
 void launch_bwd(const BwdArgs& args, cudaStream_t stream);
@@ -89,7 +91,7 @@ inline int64_t bwd_blocks(const BwdArgs& a) { return a.p.batch * a.p.n_groups * 
 struct BwdPlan {
   Layout lay;
   int64_t ntiles = 0, slots = 0, subtiles = 1;
-  BwdSplit split;
+  LSplit split;
   int64_t off_ckpt = -1, off_bc = -1, off_dA = -1, off_dBinv = -1, off_dCinv = -1;
   int64_t off_dD = -1, off_ddb = -1, off_adj = -1, off_decays = -1;
   int64_t bytes = 0;
@@ -101,20 +103,6 @@ BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks = 0);
 // Runs the backward of `p` (batch * dim > 0, L > 0) as planned: the kernel (or the split's three
 // launches) and the final reductions; p.workspace holds plan.bytes.
 void run_bwd(const ScanBwdParams& p, const BwdPlan& plan, cudaStream_t stream);
-
-// The backward split's middle pass (scan_bwd_combine.cuh) on the adjoints and decays of a
-// chunk_adjoints launch.
-struct BwdCombine {
-  float* adj = nullptr;           // (nchunks, rows, N)
-  const float* decays = nullptr;  // (nchunks, rows)
-  const float* dlast = nullptr;   // (rows, N) or null
-  const float* A = nullptr;
-  int64_t A_dim_stride = 0, A_state_stride = 0;
-  bool scalar_A = false;
-  int64_t rows = 0, dim = 0, N = 0, nchunks = 0;  // rows = batch * dim
-};
-
-void launch_bwd_combine(const BwdCombine& args, cudaStream_t stream);
 
 // out[j] = sum over t (in order) of part[t * count + j], j < count, t < batch (RowJobs::batch:
 // the batch entries times the chunks of a split along L): the reduction of the per-(b, d)

@@ -125,6 +125,29 @@ inline Layout choose_layout(const ScanParams& p) {
   return a;
 }
 
+// A split along L (both directions): nchunks chunks of chunk_len steps, a multiple of the
+// checkpoint interval (so of every tile length); nchunks = 1: no split, one chunk of L rounded up
+// to the tile.
+struct LSplit {
+  int64_t nchunks = 1;
+  int64_t chunk_len = 0;
+};
+
+// L cut into about k chunks (k < 2, or chunks that would all fall into one: no split).
+inline LSplit split_along_L(int64_t L, int64_t k, int T) {
+  const int64_t ival = kScanCheckpointInterval;
+  LSplit s;
+  if (k >= 2) {
+    s.chunk_len = ((L + k - 1) / k + ival - 1) / ival * ival;
+    s.nchunks = (L + s.chunk_len - 1) / s.chunk_len;
+  }
+  if (s.nchunks < 2) {
+    s.nchunks = 1;
+    s.chunk_len = (L + T - 1) / T * T;
+  }
+  return s;
+}
+
 // Both directions' splits along L size their chunks for one wave of blocks on an H100 SXM.
 constexpr int64_t kSplitMultiprocessors = 132;
 constexpr int64_t kSmemPerMultiprocessor = 232448;  // bytes a multiprocessor's blocks may use
@@ -147,16 +170,11 @@ constexpr int64_t kBwdMinChunk = S6KIT_CUDA_BWD_MIN_CHUNK;
 // Blocks per multiprocessor the backward kernel's launch bounds promise (128 threads each).
 __host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 4 ? 3 : 2; }
 
-struct BwdSplit {
-  int64_t nchunks = 1;    // 1: no split
-  int64_t chunk_len = 0;  // steps per chunk: a multiple of the checkpoint interval (and of T)
-};
-
 // The split along L of a backward of `row_blocks` blocks of layout `lay`; forced_chunks > 0:
 // about that many chunks (benchmarks; 1: no split).
-inline BwdSplit choose_bwd_split(const ScanParams& p, const Layout& lay, int64_t row_blocks,
-                                 int64_t forced_chunks = 0) {
-  const int64_t L = p.seqlen, ival = kScanCheckpointInterval;
+inline LSplit choose_bwd_split(const ScanParams& p, const Layout& lay, int64_t row_blocks,
+                               int64_t forced_chunks = 0) {
+  const int64_t L = p.seqlen;
   int64_t k = forced_chunks;
   if (k <= 0) {
     k = 1;
@@ -167,16 +185,7 @@ inline BwdSplit choose_bwd_split(const ScanParams& p, const Layout& lay, int64_t
       k = std::min(std::max<int64_t>(2, wave / std::max<int64_t>(1, row_blocks)), L / kBwdMinChunk);
     }
   }
-  BwdSplit s;
-  if (k >= 2) {
-    s.chunk_len = ((L + k - 1) / k + ival - 1) / ival * ival;
-    s.nchunks = (L + s.chunk_len - 1) / s.chunk_len;
-  }
-  if (s.nchunks < 2) {
-    s.nchunks = 1;
-    s.chunk_len = (L + lay.T - 1) / lay.T * lay.T;
-  }
-  return s;
+  return split_along_L(L, k, lay.T);
 }
 
 }  // namespace s6kit::cuda_scan

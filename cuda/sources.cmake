@@ -6,8 +6,7 @@
 set(S6KIT_CUDA_SOURCES
   cuda/scan_cuda.cu
   cuda/scan_reduce.cu
-  cuda/scan_fwd_combine.cu
-  cuda/scan_bwd_combine.cu
+  cuda/scan_split_combine.cu
   cuda/scan_fwd_f32.cu
   cuda/scan_fwd_f16.cu
   cuda/scan_fwd_bf16.cu

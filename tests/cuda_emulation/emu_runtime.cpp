@@ -11,8 +11,7 @@
 #include <vector>
 
 #include "cuda_emu.h"
-#include "scan_bwd_combine.cuh"
-#include "scan_fwd_combine.cuh"
+#include "scan_split_combine.cuh"
 #include "scan_reduce.cuh"
 
 namespace s6kit::cuda_scan {
@@ -253,7 +252,7 @@ void launch_fwd(const FwdArgs& args, cudaStream_t) {
                 [&] { kernel(args); });
 }
 
-void launch_fwd_combine(const FwdCombine& a, cudaStream_t) {
+void launch_fwd_combine(const ChunkCombine& a, cudaStream_t) {
   const int64_t count = a.rows * a.N;
   if (count == 0 || a.nchunks < 3) return;
   const int threads = 64;
@@ -261,7 +260,7 @@ void launch_fwd_combine(const FwdCombine& a, cudaStream_t) {
                 [&] { scan_fwd_combine_kernel(a); });
 }
 
-void launch_bwd_combine(const BwdCombine& a, cudaStream_t) {
+void launch_bwd_combine(const ChunkCombine& a, cudaStream_t) {
   const int64_t count = a.rows * a.N;
   if (count == 0) return;
   const int threads = 64;
