@@ -1,6 +1,10 @@
 // Definitions of launch_fwd / launch_bwd, instantiated once per storage dtype.
 #pragma once
 
+#include <map>
+#include <mutex>
+#include <utility>
+
 #include "cuda_check.h"
 #include "scan_launch.h"
 
@@ -10,15 +14,24 @@ namespace detail {
 
 // Dynamic shared memory above the default 48 KB must be allowed per kernel; and the kernels want
 // the largest shared-memory carveout (several blocks of up to ~72 KB per multiprocessor; they
-// stream their global data and do not rely on L1).
+// stream their global data and do not rely on L1). Each setting is a driver call, so the size
+// granted per device and kernel is remembered and only ever raised.
 template <typename Kernel>
 void set_smem(Kernel kernel, int bytes) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, const void*>, int> granted;
+  int device = 0;
+  cuda_check(cudaGetDevice(&device), "cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mutex);
+  int& have = granted[{device, reinterpret_cast<const void*>(kernel)}];  // 0: nothing set yet
+  if (have > 0 && bytes <= have) return;
   if (bytes > 48 * 1024)
     cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
                "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
   cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                   int(cudaSharedmemCarveoutMaxShared)),
              "cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
+  have = bytes > 0 ? bytes : 1;
 }
 
 inline unsigned grid_size(int64_t blocks) {
