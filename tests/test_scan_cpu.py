@@ -151,6 +151,22 @@ def test_empty_sequence_policy():
     assert torch.equal(dh0, g)
 
 
+@pytest.mark.parametrize("used", ["out", "last_state"])
+def test_gradients_when_one_output_is_unused(used):
+    """Only one of (out, last_state) feeds the loss: the other's gradient never arrives."""
+    kw = make_inputs(ScanCase(L=70, initial_state=True, last_state=True), torch.float64)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"]
+    grads = {}
+    for fn in (s6kit.selective_scan_fn, s6kit.selective_scan_ref):
+        leaves = {k: kw[k].clone().requires_grad_(True) for k in names}
+        out, last = fn(**dict(kw, **leaves))
+        loss = (out ** 2).sum() if used == "out" else (last ** 2).sum()
+        got = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        grads[fn] = [torch.zeros_like(x) if g is None else g for x, g in zip(leaves.values(), got)]
+    for name, a, b in zip(names, grads[s6kit.selective_scan_fn], grads[s6kit.selective_scan_ref]):
+        assert rel_err(a, b) < 1e-10, name
+
+
 def test_deterministic_and_thread_count_independent():
     case = ScanCase(batch=3, dim=24, L=200, N=16, bc="grouped", groups=3, initial_state=True,
                     last_state=True)

@@ -1,8 +1,9 @@
-"""The selective scan on s6kit's kernels: a torch.library custom op with autograd.
+"""The selective scan on s6kit's kernels, with autograd.
 
 ``selective_scan_fn`` has mamba_ssm's signature and semantics, plus ``initial_state``;
 gradients flow to every tensor input, ``initial_state`` included, and back from the last state
-when it is returned and used. The op has a fake implementation, so
+when it is returned and used. In eager mode it is an autograd Function (one call into the core
+per direction); under torch.compile a torch.library custom op with a fake implementation, so
 ``torch.compile(fullgraph=True)`` traces through it.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .._core import _C, byte_allocator, desc, num_threads, stream_of
 
@@ -36,12 +38,9 @@ def _checkpoint_shape(u: Tensor, A: Tensor, B: Tensor, save: bool) -> tuple[int,
     return (batch, dim, (L + interval - 1) // interval, _state_size(A, B))
 
 
-@torch.library.custom_op("s6kit::selective_scan_fwd", mutates_args=())
-def _scan_fwd(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-    z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
-    delta_softplus: bool, save_checkpoints: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+def _forward(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus: bool,
+             save_checkpoints: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(out, last_state, checkpoints): one call into the core."""
     batch, dim, _ = u.shape
     w = _weight_dtype(u)
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
@@ -57,6 +56,82 @@ def _scan_fwd(
         byte_allocator(u.device, keep), stream_of(u), num_threads(),
     )
     return out, last, ckpt
+
+
+def _backward(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, checkpoints,
+              delta_softplus: bool) -> tuple[Optional[Tensor], ...]:
+    """Gradients of u, delta, A, B, C, D, z, delta_bias, initial_state (None where absent): one
+    call into the core."""
+    def like(t):
+        return None if t is None else torch.empty(t.shape, dtype=t.dtype, device=t.device)
+
+    du, ddelta, dA, dB, dC = like(u), like(delta), like(A), like(B), like(C)
+    dD, dz, ddb, dh0 = like(D), like(z), like(delta_bias), like(initial_state)
+    keep: list = []
+    _C.scan_bwd(
+        desc(u, _OP, "u"), desc(delta, _OP, "delta"), desc(A, _OP, "A"), desc(B, _OP, "B"),
+        desc(C, _OP, "C"), desc(D, _OP, "D"), desc(z, _OP, "z"),
+        desc(delta_bias, _OP, "delta_bias"), desc(initial_state, _OP, "initial_state"),
+        desc(checkpoints, _OP, "checkpoints"), desc(dout, _OP, "dout"), desc(dlast_state, _OP, "dlast_state"),
+        desc(du, _OP, "du"), desc(ddelta, _OP, "ddelta"), desc(dA, _OP, "dA"),
+        desc(dB, _OP, "dB"), desc(dC, _OP, "dC"), desc(dD, _OP, "dD"), desc(dz, _OP, "dz"),
+        desc(ddb, _OP, "ddelta_bias"), desc(dh0, _OP, "dinitial_state"), delta_softplus,
+        byte_allocator(u.device, keep), stream_of(u), num_threads(),
+    )
+    return du, ddelta, dA, dB, dC, dD, dz, ddb, dh0
+
+
+def _gradients(bwd, dout, dlast, saved, delta_softplus: bool) -> tuple[Optional[Tensor], ...]:
+    """The inputs' gradients from the outputs' (either may be None: unused) through ``bwd``."""
+    u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt = saved
+    if dout is None:
+        dout = torch.zeros(u.shape, dtype=u.dtype, device=u.device)
+    elif dout.stride(-1) != 1:
+        dout = dout.contiguous()
+    if dlast is not None:
+        dlast = dlast.contiguous()
+    grads = bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt,
+                delta_softplus)
+    present = (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    return tuple(g if t is not None else None for g, t in zip(grads, present))
+
+
+def _saved(u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt) -> tuple:
+    return (u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt if ckpt.dim() == 4 else None)
+
+
+# ---- eager autograd --------------------------------------------------------------------------
+# Outside torch.compile the scan runs through this Function: one call into the core per
+# direction, without the dispatcher round trips of the custom ops below (tens of microseconds
+# per call, which small shapes feel).
+
+class _SelectiveScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus):
+        out, last, ckpt = _forward(u, delta, A, B, C, D, z, delta_bias, initial_state,
+                                   delta_softplus, True)
+        ctx.save_for_backward(*_saved(u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt))
+        ctx.delta_softplus = delta_softplus
+        ctx.set_materialize_grads(False)
+        return out, last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dlast):
+        grads = _gradients(_backward, dout, dlast, ctx.saved_tensors, ctx.delta_softplus)
+        return grads + (None,)
+
+
+# ---- custom ops (torch.compile traces through these) ------------------------------------------
+
+@torch.library.custom_op("s6kit::selective_scan_fwd", mutates_args=())
+def _scan_fwd(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+    z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
+    delta_softplus: bool, save_checkpoints: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    return _forward(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus,
+                    save_checkpoints)
 
 
 @_scan_fwd.register_fake
@@ -77,25 +152,10 @@ def _scan_bwd(
     C: Tensor, D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
     initial_state: Optional[Tensor], checkpoints: Optional[Tensor], delta_softplus: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    def like(t):
-        return None if t is None else torch.empty(t.shape, dtype=t.dtype, device=t.device)
-
-    du, ddelta, dA, dB, dC = like(u), like(delta), like(A), like(B), like(C)
-    dD, dz, ddb, dh0 = like(D), like(z), like(delta_bias), like(initial_state)
-    keep: list = []
-    _C.scan_bwd(
-        desc(u, _OP, "u"), desc(delta, _OP, "delta"), desc(A, _OP, "A"), desc(B, _OP, "B"),
-        desc(C, _OP, "C"), desc(D, _OP, "D"), desc(z, _OP, "z"),
-        desc(delta_bias, _OP, "delta_bias"), desc(initial_state, _OP, "initial_state"),
-        desc(checkpoints, _OP, "checkpoints"), desc(dout, _OP, "dout"), desc(dlast_state, _OP, "dlast_state"),
-        desc(du, _OP, "du"), desc(ddelta, _OP, "ddelta"), desc(dA, _OP, "dA"),
-        desc(dB, _OP, "dB"), desc(dC, _OP, "dC"), desc(dD, _OP, "dD"), desc(dz, _OP, "dz"),
-        desc(ddb, _OP, "ddelta_bias"), desc(dh0, _OP, "dinitial_state"), delta_softplus,
-        byte_allocator(u.device, keep), stream_of(u), num_threads(),
-    )
+    grads = _backward(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state,
+                      checkpoints, delta_softplus)
     # Absent inputs get distinct empty tensors (outputs of a custom op may not alias).
-    return tuple(u.new_empty(0) if g is None else g
-                 for g in (du, ddelta, dA, dB, dC, dD, dz, ddb, dh0))
+    return tuple(u.new_empty(0) if g is None else g for g in grads)
 
 
 @_scan_bwd.register_fake
@@ -109,25 +169,15 @@ def _scan_bwd_fake(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initi
 
 def _setup_context(ctx, inputs, output):
     u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, _ = inputs
-    ckpt = output[2]
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state,
-                          ckpt if ckpt.dim() == 4 else None)
+    ctx.save_for_backward(*_saved(u, delta, A, B, C, D, z, delta_bias, initial_state, output[2]))
     ctx.delta_softplus = delta_softplus
 
 
-def _backward(ctx, dout, dlast, _dckpt):
-    u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt = ctx.saved_tensors
-    if dout.stride(-1) != 1:
-        dout = dout.contiguous()
-    if dlast is not None:
-        dlast = dlast.contiguous()
-    grads = _scan_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, initial_state, ckpt,
-                      ctx.delta_softplus)
-    present = (u, delta, A, B, C, D, z, delta_bias, initial_state)
-    return tuple(g if t is not None else None for g, t in zip(grads, present)) + (None, None)
+def _op_backward(ctx, dout, dlast, _dckpt):
+    return _gradients(_scan_bwd, dout, dlast, ctx.saved_tensors, ctx.delta_softplus) + (None, None)
 
 
-_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
+_scan_fwd.register_autograd(_op_backward, setup_context=_setup_context)
 
 
 def _unit_last_stride(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -210,6 +260,11 @@ def selective_scan_fn(
         isinstance(t, Tensor) and t.requires_grad
         for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
     )
-    out, last_state, _ = _scan_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state,
-                                   bool(delta_softplus), save)
+    args = (u, delta, A, B, C, D, z, delta_bias, initial_state, bool(delta_softplus))
+    if torch.compiler.is_compiling():
+        out, last_state, _ = _scan_fwd(*args, save)
+    elif save:
+        out, last_state = _SelectiveScanFunction.apply(*args)
+    else:
+        out, last_state, _ = _forward(*args, False)
     return (out, last_state) if return_last_state else out
