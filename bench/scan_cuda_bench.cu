@@ -176,20 +176,6 @@ void fwd_with_layout(const ScanParams& p, int kS, int T, cudaStream_t s) {
     cuda_scan::launch_fwd<float>(a, s);
 }
 
-// The forward of `p` split along L as planned (workspace: at least plan.bytes).
-void fwd_with_split(ScanParams p, const cuda_scan::FwdPlan& plan, const Buffer& ws, cudaStream_t s) {
-  p.workspace = ws.ptr;
-  p.workspace_bytes = ws.bytes;
-  cuda_scan::run_fwd(p, plan, s);
-}
-
-// The backward of `p` split along L as planned (workspace: at least plan.bytes).
-void bwd_with_split(ScanBwdParams p, const cuda_scan::BwdPlan& plan, const Buffer& ws, cudaStream_t s) {
-  p.workspace = ws.ptr;
-  p.workspace_bytes = ws.bytes;
-  cuda_scan::run_bwd(p, plan, s);
-}
-
 template <typename Fn>
 double median_event_ms(cudaStream_t s, int warmup, int reps, Fn&& fn) {
   cudaEvent_t e0, e1;
@@ -210,6 +196,29 @@ double median_event_ms(cudaStream_t s, int warmup, int reps, Fn&& fn) {
   cudaEventDestroy(e1);
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// One direction split along L into about 1 (no split), 2, 4, ..., 64 chunks, each distinct chunk
+// count timed once: plan_of(params, chunks) plans it, run(params, plan, stream) runs it.
+template <typename Params, typename PlanOf, typename Run>
+std::vector<Result::Split> time_splits(const std::vector<Params>& ps, int reps, cudaStream_t s,
+                                       PlanOf plan_of, Run run) {
+  std::vector<Result::Split> out;
+  int64_t last_chunks = 0;
+  for (int64_t k : {1, 2, 4, 8, 16, 32, 64}) {
+    const auto plan = plan_of(ps[0], k);
+    if (plan.split.nchunks == last_chunks) continue;  // L too short for more chunks
+    last_chunks = plan.split.nchunks;
+    Buffer ws(plan.bytes);
+    const double ms = median_event_ms(s, 3, reps, [&](int i) {
+      Params p = ps[i % ps.size()];
+      p.workspace = ws.ptr;
+      p.workspace_bytes = ws.bytes;
+      run(p, plan, s);
+    });
+    out.push_back({plan.split.nchunks, ms});
+  }
+  return out;
 }
 
 Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64_t N, int reps,
@@ -317,26 +326,8 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
         const double ms = median_event_ms(s, 3, reps, [&](int i) { fwd_with_layout(fps[i % nsets], kS, T, s); });
         r.fwd_variants.push_back({kS, T, ms});
       }
-    int64_t last_chunks = 0;
-    for (int64_t k : {1, 2, 4, 8, 16, 32, 64}) {
-      const cuda_scan::FwdPlan plan = cuda_scan::plan_fwd(fps[0], k);
-      if (plan.split.nchunks == last_chunks) continue;  // L too short for more chunks
-      last_chunks = plan.split.nchunks;
-      Buffer split_ws(plan.bytes);
-      const double ms =
-          median_event_ms(s, 3, reps, [&](int i) { fwd_with_split(fps[i % nsets], plan, split_ws, s); });
-      r.fwd_splits.push_back({plan.split.nchunks, ms});
-    }
-    last_chunks = 0;
-    for (int64_t k : {1, 2, 4, 8, 16, 32, 64}) {
-      const cuda_scan::BwdPlan plan = cuda_scan::plan_bwd(bps[0], k);
-      if (plan.split.nchunks == last_chunks) continue;
-      last_chunks = plan.split.nchunks;
-      Buffer split_ws(plan.bytes);
-      const double ms =
-          median_event_ms(s, 3, reps, [&](int i) { bwd_with_split(bps[i % nsets], plan, split_ws, s); });
-      r.bwd_splits.push_back({plan.split.nchunks, ms});
-    }
+    r.fwd_splits = time_splits(fps, reps, s, cuda_scan::plan_fwd, cuda_scan::run_fwd);
+    r.bwd_splits = time_splits(bps, reps, s, cuda_scan::plan_bwd, cuda_scan::run_bwd);
   }
   return r;
 }

@@ -131,13 +131,18 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
     const int b = static_cast<int>(blk / args.slots / p.n_groups);
     const int g = static_cast<int>(blk / args.slots % p.n_groups);
     // Variable B / C of this (batch, group), staged per tile.
-    auto load_B_tile = [&](int ls) {
-      load_bc_tile(sB, static_cast<const in_t*>(p.B) + b * p.B_batch_stride + g * p.B_group_stride,
-                   p.B_state_stride, ls, L, N, lay, tid);
-    };
-    auto load_C_tile = [&](int ls) {
-      load_bc_tile(sC, static_cast<const in_t*>(p.C) + b * p.C_batch_stride + g * p.C_group_stride,
-                   p.C_state_stride, ls, L, N, lay, tid);
+    const in_t* const Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + g * p.B_group_stride;
+    const in_t* const Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + g * p.C_group_stride;
+    auto load_B_tile = [&](int ls) { load_bc_tile(sB, Bg, p.B_state_stride, ls, L, N, lay, tid); };
+    auto load_C_tile = [&](int ls) { load_bc_tile(sC, Cg, p.C_state_stride, ls, L, N, lay, tid); };
+    // Row dd of this batch element's per-row input a: 0 u, 1 delta, 2 dout, 3 z.
+    auto input_row = [&](int a, int64_t dd) -> const in_t* {
+      switch (a) {
+        case 0: return static_cast<const in_t*>(p.u) + b * p.u_batch_stride + dd * p.u_dim_stride;
+        case 1: return static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + dd * p.delta_dim_stride;
+        case 2: return static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride + dd * p.dout_dim_stride;
+        default: return static_cast<const in_t*>(p.z) + b * p.z_batch_stride + dd * p.z_dim_stride;
+      }
     };
 
     for (int sub = 0; sub < args.subtiles; ++sub) {
@@ -211,16 +216,11 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
           if (r < rows_valid) {
             const int64_t dd = d0 + r;
             float x[V], dout[V], z[V];
-            load_span<in_t, V>(static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride +
-                                dd * p.delta_dim_stride, gl, L, args.vec_in, x);
-            load_span<in_t, V>(static_cast<const in_t*>(p.u) + b * p.u_batch_stride + dd * p.u_dim_stride,
-                            gl, L, args.vec_in, u);
+            load_span<in_t, V>(input_row(1, dd), gl, L, args.vec_in, x);
+            load_span<in_t, V>(input_row(0, dd), gl, L, args.vec_in, u);
             if (!lite) {
-              load_span<in_t, V>(static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride +
-                                  dd * p.dout_dim_stride, gl, L, args.vec_in, dout);
-              if (has_z)
-                load_span<in_t, V>(static_cast<const in_t*>(p.z) + b * p.z_batch_stride +
-                                    dd * p.z_dim_stride, gl, L, args.vec_in, z);
+              load_span<in_t, V>(input_row(2, dd), gl, L, args.vec_in, dout);
+              if (has_z) load_span<in_t, V>(input_row(3, dd), gl, L, args.vec_in, z);
             }
 #pragma unroll
             for (int k = 0; k < V; ++k) {
@@ -263,21 +263,13 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
         const int bytes = static_cast<int>(min64(T, L - ls)) * es;
         const int arrays = has_z ? 4 : 3;
         prefetch_spans_l2(rows_valid * arrays, bytes, [&](int i) {
-          const int64_t dd = d0 + i % rows_valid;
-          const int a = i / rows_valid;
-          const in_t* row = a == 0 ? static_cast<const in_t*>(p.u) + b * p.u_batch_stride + dd * p.u_dim_stride
-                          : a == 1 ? static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + dd * p.delta_dim_stride
-                          : a == 2 ? static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride + dd * p.dout_dim_stride
-                                   : static_cast<const in_t*>(p.z) + b * p.z_batch_stride + dd * p.z_dim_stride;
-          return row + ls;
+          return input_row(i / rows_valid, d0 + i % rows_valid) + ls;
         }, tid, nt);
         const int nvar = (varB ? N : 0) + (varC ? N : 0);
         prefetch_spans_l2(nvar, bytes, [&](int i) {
           const bool isB = varB && i < N;
           const int n = isB ? i : i - (varB ? N : 0);
-          const in_t* row = isB ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride + g * p.B_group_stride + n * p.B_state_stride
-                                : static_cast<const in_t*>(p.C) + b * p.C_batch_stride + g * p.C_group_stride + n * p.C_state_stride;
-          return row + ls;
+          return (isB ? Bg + n * p.B_state_stride : Cg + n * p.C_state_stride) + ls;
         }, tid, nt);
       };
 

@@ -77,6 +77,13 @@ bool bc_rows_aligned(const void* ptr, int64_t batch_stride, int64_t group_stride
          (p.n_groups == 1 || group_stride % v == 0) && (p.dstate == 1 || state_stride % v == 0);
 }
 
+// Whether the rows of u, delta and z all start on 16-byte boundaries.
+bool scan_inputs_aligned(const ScanParams& p) {
+  return rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
+         rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
+         rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p);
+}
+
 // Outputs are contiguous (batch, dim, L): rows are aligned when L is a multiple of 16 bytes.
 bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& p) {
   for (const void* ptr : ptrs)
@@ -115,13 +122,11 @@ FwdArgs make_fwd_args(const ScanParams& p, const FwdLayout& lay, float* ckpt, bo
   a.ntiles = ceil_div(p.dim_per_group, a.lay.rows);
   a.ckpt = ckpt;
   a.write_out = write_out;
-  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
-             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
-             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p);
+  a.vec_in = scan_inputs_aligned(p);
   a.vec_bc = (!p.variable_B || bc_rows_aligned(p.B, p.B_batch_stride, p.B_group_stride, p.B_state_stride, p)) &&
              (!p.variable_C || bc_rows_aligned(p.C, p.C_batch_stride, p.C_group_stride, p.C_state_stride, p));
   a.vec_out = outputs_aligned({p.out}, p);
-  a.chunk_len = (p.seqlen + a.lay.T - 1) / a.lay.T * a.lay.T;
+  a.chunk_len = split_along_L(p.seqlen, 1, a.lay.T).chunk_len;  // one chunk: no split
   return a;
 }
 
@@ -233,9 +238,7 @@ void run_bwd(const ScanBwdParams& p, const BwdPlan& pl, cudaStream_t s) {
   a.part_dCinv = at(pl.off_dCinv);
   a.part_dD = at(pl.off_dD);
   a.part_ddb = at(pl.off_ddb);
-  a.vec_in = rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
-             rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
-             rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p) &&
+  a.vec_in = scan_inputs_aligned(p) &&
              rows_aligned(p.dout, p.dout_batch_stride, p.dout_dim_stride, p);
   a.vec_out = outputs_aligned({p.du, p.ddelta, p.dz}, p);
   a.chunk_len = pl.split.chunk_len;

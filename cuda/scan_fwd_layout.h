@@ -187,14 +187,6 @@ inline int64_t fwd_row_blocks(const ScanParams& p, const FwdLayout& lay) {
   return p.batch * p.n_groups * ((p.dim_per_group + lay.rows - 1) / lay.rows);
 }
 
-// Blocks of `lay` one multiprocessor holds at once: bounded by shared memory, by the registers
-// (the kernel's launch bounds promise fwd_min_blocks blocks of kFwdMaxThreads threads) and by 32.
-inline int64_t fwd_blocks_per_multiprocessor(const FwdLayout& lay) {
-  const int64_t by_smem = kSmemPerMultiprocessor / (lay.smem_bytes + kSmemReservedPerBlock);
-  const int64_t by_regs = int64_t(fwd_min_blocks(lay.kS)) * kFwdMaxThreads / lay.nt;
-  return std::max<int64_t>(1, std::min<int64_t>({by_smem, by_regs, 32}));
-}
-
 struct FwdChoice {
   FwdLayout lay;
   LSplit split;
@@ -213,7 +205,9 @@ inline FwdChoice choose_fwd(const ScanParams& p, int64_t forced_chunks = 0) {
     k = 1;
     if (warps < kFwdSplitBelowWarps && L >= 2 * kFwdMinChunk) {
       // Chunks 0 .. K - 2, then 1 .. K - 1, each pass one wave of the row blocks' chunks.
-      const int64_t wave = kSplitMultiprocessors * fwd_blocks_per_multiprocessor(full);
+      const int64_t wave = kSplitMultiprocessors *
+                           blocks_per_multiprocessor(full.smem_bytes, fwd_min_blocks(full.kS),
+                                                     kFwdMaxThreads, full.nt);
       const int64_t rb = fwd_row_blocks(p, full);
       k = std::min(1 + (wave + rb - 1) / rb, L / kFwdMinChunk);
     }

@@ -16,6 +16,10 @@ namespace s6kit::cuda_scan {
 // Blocks beyond this run in the kernels' grid-stride loops.
 constexpr int64_t kMaxGridBlocks = 0x7fffffff;
 
+inline unsigned grid_size(int64_t blocks) {
+  return static_cast<unsigned>(blocks < kMaxGridBlocks ? blocks : kMaxGridBlocks);
+}
+
 // The forward kernel instance of a launch (storage type, scalar A, states per thread).
 template <typename in_t>
 auto fwd_kernel(const FwdArgs& a) {

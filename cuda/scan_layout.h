@@ -153,6 +153,15 @@ constexpr int64_t kSplitMultiprocessors = 132;
 constexpr int64_t kSmemPerMultiprocessor = 232448;  // bytes a multiprocessor's blocks may use
 constexpr int64_t kSmemReservedPerBlock = 1024;
 
+// Blocks of `nt` threads one multiprocessor holds at once: bounded by shared memory (smem_bytes per
+// block), by the registers (the kernel's launch bounds promise min_blocks blocks of bound_threads
+// threads) and by 32.
+inline int64_t blocks_per_multiprocessor(int smem_bytes, int min_blocks, int bound_threads, int nt) {
+  const int64_t by_smem = kSmemPerMultiprocessor / (smem_bytes + kSmemReservedPerBlock);
+  const int64_t by_regs = int64_t(min_blocks) * bound_threads / nt;
+  return std::max<int64_t>(1, std::min<int64_t>({by_smem, by_regs, 32}));
+}
+
 // Split of the backward along L (scan_bwd.cuh), by the forward's criterion (scan_fwd_layout.h):
 // when the row blocks hold fewer than S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS warps (4 per multiprocessor
 // of an H100) and L leaves chunks of at least S6KIT_CUDA_BWD_MIN_CHUNK steps, L is cut into about
@@ -179,9 +188,9 @@ inline LSplit choose_bwd_split(const ScanParams& p, const Layout& lay, int64_t r
   if (k <= 0) {
     k = 1;
     if (row_blocks * (lay.nt / 32) < kBwdSplitBelowWarps && L >= 2 * kBwdMinChunk) {
-      const int64_t by_smem = kSmemPerMultiprocessor / (lay.smem_bytes + kSmemReservedPerBlock);
-      const int64_t by_regs = int64_t(bwd_min_blocks(lay.kS)) * kMaxThreads / lay.nt;
-      const int64_t wave = kSplitMultiprocessors * std::max<int64_t>(1, std::min(by_smem, by_regs));
+      const int64_t wave = kSplitMultiprocessors *
+                           blocks_per_multiprocessor(lay.smem_bytes, bwd_min_blocks(lay.kS),
+                                                     kMaxThreads, lay.nt);
       k = std::min(std::max<int64_t>(2, wave / std::max<int64_t>(1, row_blocks)), L / kBwdMinChunk);
     }
   }

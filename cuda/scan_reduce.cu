@@ -26,7 +26,7 @@ void launch_reduce_rows(const RowReduction* jobs, int njobs, int64_t batch, cuda
 void launch_reduce_bc(DType type, const BcReduction& a, cudaStream_t stream) {
   const int64_t blocks = a.groups * ((a.L + kBcSteps - 1) / kBcSteps);
   if (blocks == 0 || (a.dB == nullptr && a.dC == nullptr)) return;
-  const unsigned grid = static_cast<unsigned>(blocks < kMaxGridBlocks ? blocks : kMaxGridBlocks);
+  const unsigned grid = grid_size(blocks);
   switch (type) {
     case DType::f32:
       reduce_bc_kernel<float><<<grid, kBcThreads, kBcSmemBytes, stream>>>(a);

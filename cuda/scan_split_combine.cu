@@ -10,9 +10,7 @@ void launch_combine(void (*kernel)(ChunkCombine), const ChunkCombine& a, const c
                     cudaStream_t stream) {
   const int64_t count = a.rows * a.N;
   const int threads = 256;
-  const int64_t blocks = (count + threads - 1) / threads;
-  const unsigned grid = static_cast<unsigned>(blocks < kMaxGridBlocks ? blocks : kMaxGridBlocks);
-  kernel<<<grid, threads, 0, stream>>>(a);
+  kernel<<<grid_size((count + threads - 1) / threads), threads, 0, stream>>>(a);
   cuda_check(cudaGetLastError(), name);
 }
 

@@ -26,6 +26,7 @@ import types
 import torch.nn.functional as F
 
 from ..modules import InferenceParams, Mamba, MambaConfig, MambaLMHeadModel, RMSNorm
+from ..modules.mamba import ssm_inputs
 from ..ops.scan import selective_scan_fn
 from ..ops.scan_ref import selective_scan_ref
 
@@ -44,16 +45,12 @@ def mamba_inner_fn(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_wei
     weight = conv1d_weight if conv1d_weight.dim() == 3 else conv1d_weight.unsqueeze(1)  # (d, 1, w)
     L, width = x.shape[-1], weight.shape[-1]
     x = F.silu(F.conv1d(x, weight, conv1d_bias, padding=width - 1, groups=x.shape[1])[..., :L])
-    x_dbl = F.linear(x.transpose(1, 2), x_proj_weight)  # (batch, L, dt_rank + 2N)
-    dt_rank, d_state = delta_proj_weight.shape[1], A.shape[-1]
-    delta = delta_proj_weight @ x_dbl[..., :dt_rank].transpose(1, 2)  # unit stride along L
+    delta, B_x, C_x = ssm_inputs(x, x_proj_weight, delta_proj_weight, A.shape[-1])
     if B is None:
-        B = x_dbl[..., dt_rank:dt_rank + d_state] + (0 if B_proj_bias is None else B_proj_bias)
-        B = B.transpose(1, 2).to(x.dtype)
+        B = B_x if B_proj_bias is None else (B_x + B_proj_bias[:, None]).to(x.dtype)
     if C is None:
-        C = x_dbl[..., dt_rank + d_state:dt_rank + 2 * d_state] + (0 if C_proj_bias is None else C_proj_bias)
-        C = C.transpose(1, 2).to(x.dtype)
-    y = selective_scan_fn(x, delta.to(x.dtype), A, B, C, D, z=z, delta_bias=delta_bias,
+        C = C_x if C_proj_bias is None else (C_x + C_proj_bias[:, None]).to(x.dtype)
+    y = selective_scan_fn(x, delta, A, B, C, D, z=z, delta_bias=delta_bias,
                           delta_softplus=delta_softplus)
     return F.linear(y.transpose(1, 2), out_proj_weight, out_proj_bias)
 
