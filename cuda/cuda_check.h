@@ -37,10 +37,10 @@ class DeviceGuard {
   int prev_ = 0, cur_ = 0;
 };
 
-// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device (above the
-// default 48 KB its limit must be raised); with `max_carveout`, also asks for the largest
-// shared-memory carveout. Each setting is a driver call, so the grant per device and kernel is
-// remembered and only ever raised.
+// Lets `kernel` launch with `bytes` of dynamic shared memory on the current device (its limit must
+// be raised whenever static plus dynamic shared memory exceed the default 48 KB); with
+// `max_carveout`, also asks for the largest shared-memory carveout. Each setting is a driver call,
+// so the grant per device and kernel is remembered and only ever raised.
 inline void allow_dynamic_smem(const void* kernel, size_t bytes, bool max_carveout = false) {
   static std::mutex mutex;
   static std::map<std::pair<int, const void*>, size_t> granted;  // absent: nothing set yet
@@ -50,9 +50,8 @@ inline void allow_dynamic_smem(const void* kernel, size_t bytes, bool max_carveo
   const auto key = std::make_pair(device, kernel);
   const auto it = granted.find(key);
   if (it != granted.end() && bytes <= it->second) return;
-  if (bytes > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-               "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+  cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+             "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
   if (max_carveout && it == granted.end())
     cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                     int(cudaSharedmemCarveoutMaxShared)),
