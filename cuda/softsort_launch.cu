@@ -66,12 +66,18 @@ KernelFacts kernel_facts(const void* kernel) {
 }
 
 // Blocks of `kernel` per multiprocessor with `threads` threads and `dyn` bytes of dynamic shared
-// memory; allows the kernel `dyn` bytes first.
+// memory; raises the kernel's dynamic shared memory limit to `dyn` first when needed.
 int blocks_per_sm(const void* kernel, int threads, size_t dyn) {
-  allow_dynamic_smem(kernel, dyn);
+  static std::map<std::pair<int, const void*>, size_t> dyn_set;
   static std::map<std::tuple<int, const void*, int, size_t>, int> occupancy;
   const int dev = current_device();
   std::lock_guard<std::mutex> lock(cache_mutex());
+  size_t& granted = dyn_set[{dev, kernel}];
+  if (dyn > granted) {
+    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
+          "cudaFuncSetAttribute");
+    granted = dyn;
+  }
   auto key = std::make_tuple(dev, kernel, threads, dyn);
   auto it = occupancy.find(key);
   if (it != occupancy.end()) return it->second;

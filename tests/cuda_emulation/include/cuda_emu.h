@@ -93,11 +93,7 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) { return {s6kit::cpu::to_bf16(
 using cudaError_t = int;
 constexpr cudaError_t cudaSuccess = 0;
 using cudaStream_t = void*;
-enum cudaFuncAttribute {
-  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
-  cudaFuncAttributePreferredSharedMemoryCarveout = 9
-};
-enum cudaSharedCarveout { cudaSharedmemCarveoutMaxShared = 100 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaMemcpyKind { cudaMemcpyDeviceToDevice = 3 };
 inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulation"; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emulation error"; }
