@@ -10,7 +10,8 @@
 //   band_fwd:     out = K y / Z, tiles of 64 channels x 64 positions over 32-wide key tiles
 //   band_bwd:     K gh (to dybuf), and per channel tile the sums q_i, c_i of the score gradient
 //   band_keygrad: dk_i = -(Q_i - C_i (W 1)_i - (W C)_i), one warp per position
-//   unpermute:    dx[perm_i] = K gh + dscores w (score_and_permute), dw partials
+//   unpermute:    dx[perm_i] = K gh + dscores w (score_and_permute), dw partials; also the
+//                 p = 1 backward of rows of several tiles
 #include "softsort_rows.cuh"
 
 namespace s6kit::cuda_softsort {
@@ -309,7 +310,7 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
       for (int d = cr.d0 + threadIdx.x; d < cr.d1; d += blockDim.x) a.dw_part[b * D + d] = nan_f();
     return;
   }
-  T* dx_smem = a.dx_smem ? reinterpret_cast<T*>(dyn) : nullptr;
+  T* dx_smem = reinterpret_cast<T*>(dyn);  // a.dx_chunk elements of the dx row
   const int64_t* perm = a.perm + int64_t(b) * L;
   const float* dk = a.dk + int64_t(b) * L;
   for (int r = 0; r < cr.rows(); ++r) {
@@ -319,36 +320,41 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
     const T* g = static_cast<const T*>(a.g) + b * a.gb + d * a.gd;
     T* dxrow = dx + int64_t(r) * L;
     const float wd = a.w ? a.w[d] : 0.f;
-    float dwacc = 0.f;
-    for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
-      float val[kE], yv[kE];
-      if (a.hard)
-        load_run<T, kE>(g, a.gl, s, L, val);
-      else
-        load_run<float, kE>(dy, 1, s, L, val);
-      if (a.w) load_run<T, kE>(y, 1, s, L, yv);
-#pragma unroll
-      for (int j = 0; j < kE; ++j) {
-        if (s + j >= L) continue;
-        float v = val[j];
-        if (a.w) {
-          const float ds = a.sign * dk[s + j];
-          v = fmaf(ds, wd, v);
-          dwacc = fmaf(ds, yv[j], dwacc);
-        }
-        if (dx_smem) dx_smem[perm[s + j]] = from_f<T>(v);
-        else dxrow[perm[s + j]] = from_f<T>(v);
-      }
-    }
-    if (dx_smem) {
-      __syncthreads();
-      copy_row(dxrow, dx_smem, L);
-    }
+    // dw first: the sorted tokens y may sit in this very dx row (the backward stages them there),
+    // so they are read in full before the row is written.
     if (a.w) {
-      const float sum = block_sum(dwacc, red);
+      float dwacc = 0.f;
+      for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
+        float yv[kE];
+        load_run<T, kE>(y, 1, s, L, yv);
+#pragma unroll
+        for (int j = 0; j < kE; ++j)
+          if (s + j < L) dwacc = fmaf(a.sign * dk[s + j], yv[j], dwacc);
+      }
+      const float sum = block_sum(dwacc, red);  // (its barriers also end the reads of y)
       if (threadIdx.x == 0) a.dw_part[b * D + d] = sum;
-    } else {
+    }
+    // The row is assembled in shared memory one chunk of token positions at a time (the whole
+    // row when it fits), each chunk taking the sorted positions whose token falls in it.
+    for (int base = 0; base < L; base += a.dx_chunk) {
+      const int end = min(L, base + a.dx_chunk);
+      __syncthreads();  // the previous copy out of dx_smem is done
+      for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
+        float val[kE];
+        if (a.hard)
+          load_run<T, kE>(g, a.gl, s, L, val);
+        else
+          load_run<float, kE>(dy, 1, s, L, val);
+#pragma unroll
+        for (int j = 0; j < kE; ++j) {
+          const int64_t to = s + j < L ? perm[s + j] : -1;
+          if (to < base || to >= end) continue;
+          const float v = a.w ? fmaf(a.sign * dk[s + j], wd, val[j]) : val[j];
+          dx_smem[to - base] = from_f<T>(v);
+        }
+      }
       __syncthreads();
+      copy_row(dxrow + base, dx_smem, end - base);
     }
   }
 }
@@ -393,7 +399,7 @@ const void* unpermute_kernel_handle(DType dtype) {
 
 void launch_unpermute(const Args& a, cudaStream_t s) {
   const dim3 grid(a.groups, a.B);
-  const size_t smem = a.dx_smem ? size_t(a.L) * dtype_size(a.dtype) : 0;
+  const size_t smem = row_smem_bytes(a);
   switch (a.dtype) {
     case DType::f16: unpermute_kernel<__half><<<grid, a.threads, smem, s>>>(a); break;
     case DType::bf16: unpermute_kernel<__nv_bfloat16><<<grid, a.threads, smem, s>>>(a); break;

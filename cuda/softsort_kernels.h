@@ -10,6 +10,18 @@
 
 namespace s6kit::cuda_softsort {
 
+// p = 1 rows of several tiles (softsort_tiles.cuh). Floats per (batch element, channel, tile) in
+// tile_sums and tile_in: IL, SL, IR, SR of each of up to two sequences.
+constexpr int kTileCarry = 8;
+// Floats per (batch element, tile) in tile_resp: the responses of IL and SL at the tile's last
+// position to (IL, SL) at the one before it, and of IR and SR at its first position to (IR, SR)
+// at the one after it:
+//   il_last  = r[0] il
+//   sl_last  = r[1] il + r[2] sl
+//   ir_first = r[3] ir
+//   sr_first = r[4] ir + r[5] sr
+constexpr int kTileResp = 8;
+
 struct Args {
   int B = 0, D = 0, L = 0;
   DType dtype = DType::f32;  // x, out, g, dx
@@ -24,6 +36,7 @@ struct Args {
   int stages = 0;      // x rows staged in shared memory per block (0: gathered from global)
   bool g_smem = false;   // backward: the g rows staged with the x rows
   bool dx_smem = false;  // dx rows assembled in shared memory before the store
+  int dx_chunk = 0;      // unpermute: dx positions assembled in shared memory at a time
 
   const void* x = nullptr;  int64_t xb = 0, xd = 0;
   const float* t = nullptr;        // sorted scores (B, L)
@@ -43,9 +56,12 @@ struct Args {
   float* qc = nullptr;          // (B, 2, L): Q_i, C_i
   float* dk = nullptr;          // (B, L): dLoss / dkey in sorted order
   float* dw_part = nullptr;     // (B, D)
-  float* tile_carry = nullptr;  // per row-kernel block: tiles * 4 floats
-  void* ybuf = nullptr;         // general p: tokens in sorted order (B, D, L), x dtype
-  float* dybuf = nullptr;       // general p: K (g / Z) in sorted order (B, D, L)
+  // p = 1 rows of several tiles, tiles in parallel (softsort_tiles.cuh):
+  float* tile_sums = nullptr;   // (B, D, tiles, kTileCarry): the sums each tile passes on
+  float* tile_in = nullptr;     // (B, D, tiles, kTileCarry): the carries each tile receives
+  float* tile_resp = nullptr;   // (B, tiles, kTileResp): their response to the carries
+  void* ybuf = nullptr;         // tokens in sorted order (B, D, L), x dtype
+  float* dybuf = nullptr;       // backward: K (g / Z) in sorted order (B, D, L)
 };
 
 // The ranking (softsort_rank.cu): scores sorted per batch element into t and perm.
@@ -66,19 +82,33 @@ void launch_rank(const RankArgs& a, void* workspace, cudaStream_t s);
 
 enum class RowKernel { kFwd, kBwdPartials, kBwdPartialsDx, kBwdDxScore, kGather, kUnpermute };
 
-// Fills threads / tile / tiles / groups / stages / g_smem / dx_smem of `a` for `kind` on the current
-// device (deterministic: the workspace size follows from it).
+// Fills threads / tile / tiles / groups / stages / g_smem / dx_smem / dx_chunk of `a` for `kind` on
+// the current device (deterministic: the workspace size follows from it).
 void configure_rows(Args& a, RowKernel kind);
 
+// Dynamic shared memory of a row kernel (softsort_scan.cu).
+size_t row_smem_bytes(const Args& a);
+
 // p = 1.
-void launch_norm(const Args& a, cudaStream_t s);               // inv_z
 void launch_fwd(const Args& a, cudaStream_t s);                // out (or the gather with hard)
 void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s);
-void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores from qc
+void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores from qc (1 tile)
 void launch_reduce_qc(const Args& a, cudaStream_t s);          // part -> qc
 void launch_reduce_dw(const Args& a, cudaStream_t s);          // dw_part -> dw
 void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
                    int D, int L, DType dtype, cudaStream_t s);
+
+// p = 1, rows of several tiles (softsort_tiles.cuh): configure_tiles sets the tiling and the
+// channel groups (and parts) of the grid (tiles, groups, B); launch_tiles runs the tile sums, the
+// chain and the apply pass of one mode.
+enum class TileMode {
+  kNorm,     // inv_z
+  kFwd,      // out, from the sorted tokens gathered into it
+  kBwd,      // dybuf and part, from the sorted tokens in ybuf
+  kKeygrad,  // dk or dscores from qc
+};
+void configure_tiles(Args& a, bool bwd);
+void launch_tiles(const Args& a, TileMode mode, cudaStream_t s);
 
 // General p (banded sums over sorted tokens in ybuf).
 void launch_band_norm(const Args& a, cudaStream_t s);          // inv_z

@@ -15,9 +15,9 @@ namespace s6kit {
 namespace cuda_softsort {
 
 // Defined next to the kernels.
-size_t row_smem_bytes(const Args& a);
 const void* row_kernel_handle(DType dtype, RowKernel kind);
 const void* unpermute_kernel_handle(DType dtype);
+const void* tile_kernel_handle(DType dtype, bool bwd);
 int band_channel_tiles(int D);
 
 namespace {
@@ -125,9 +125,22 @@ Args base_args(const SoftSortParams& p) {
   return a;
 }
 
+// Rows of p = 1 longer than one block's tile go through the tile kernels (softsort_tiles.cuh).
+bool several_tiles(int64_t L) { return L > int64_t(kMaxThreads) * kE; }
+
+// The tile kernels' buffers.
+void carve_tiles(Args& t, Carve& carve) {
+  const int64_t n = int64_t(t.B) * std::max(t.D, 1) * t.tiles * kTileCarry;  // (kNorm: one row)
+  t.tile_sums = carve.take<float>(n);
+  t.tile_in = carve.take<float>(n);
+  t.tile_resp = carve.take<float>(int64_t(t.B) * t.tiles * kTileResp);
+}
+
 // The forward's workspace; `ws` null only measures it.
 struct FwdPlan {
-  Args a;
+  Args a;      // the row kernels (the gather, when the tile kernels follow)
+  Args tiles;  // p = 1 rows of several tiles
+  bool tiled = false;
   int64_t bytes = 0;
 };
 
@@ -136,20 +149,28 @@ FwdPlan plan_fwd(const SoftSortParams& p, void* ws) {
   f.a = base_args(p);
   Args& a = f.a;
   Carve carve(ws);
-  const RowKernel kind = p.hard || !p.p_is_one ? RowKernel::kGather : RowKernel::kFwd;
+  f.tiled = !p.hard && p.p_is_one && several_tiles(p.seqlen);
+  const RowKernel kind = p.hard || !p.p_is_one || f.tiled ? RowKernel::kGather : RowKernel::kFwd;
   configure_rows(a, kind);
   if (!p.hard) {
     if (!p.p_is_one) a.ybuf = carve.take<char>(int64_t(a.B) * a.D * a.L * dtype_size(a.dtype));
     a.inv_z = carve.take<float>(int64_t(a.B) * a.L);
-    a.tile_carry = carve.take<float>(int64_t(a.B) * a.groups * a.tiles * 4);
+  }
+  if (f.tiled) {
+    f.tiles = a;
+    configure_tiles(f.tiles, false);
+    carve_tiles(f.tiles, carve);
   }
   f.bytes = carve.used();
   return f;
 }
 
 struct BwdPlan {
-  Args a;                    // common arguments and buffers
-  Args sweep, second;        // p = 1: the partial sweep and score_and_permute's second sweep
+  Args a;               // common arguments and buffers
+  Args sweep, second;   // p = 1 single tiles: the partial sweep and score_and_permute's second
+                        // sweep; sorted tokens: `second` is their gather
+  Args tiles;           // p = 1 rows of several tiles
+  bool sorted = false;  // tokens gathered into sorted order (general p, p = 1 several tiles)
   int64_t bytes = 0;
 };
 
@@ -168,16 +189,14 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
   a.dscores = p.with_w ? nullptr : static_cast<float*>(p.dscores);
   Carve carve(ws);
   const int64_t BL = int64_t(a.B) * a.L;
-  int carry_groups = 1;
-  if (p.p_is_one) {
+  f.sorted = !p.p_is_one || several_tiles(p.seqlen);
+  if (!f.sorted) {
     f.sweep = a;
     configure_rows(f.sweep, p.with_w ? RowKernel::kBwdPartials : RowKernel::kBwdPartialsDx);
     f.sweep.parts = f.sweep.groups;
-    carry_groups = f.sweep.groups;
     if (p.with_w) {
       f.second = a;
       configure_rows(f.second, RowKernel::kBwdDxScore);
-      carry_groups = std::max(carry_groups, f.second.groups);
     }
     a.threads = f.sweep.threads;
     a.tile = f.sweep.tile;
@@ -186,8 +205,17 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
   } else {
     f.second = a;
     configure_rows(f.second, RowKernel::kGather);  // the gather of the tokens
-    a.parts = band_channel_tiles(a.D);
-    a.ybuf = carve.take<char>(int64_t(a.B) * a.D * a.L * dtype_size(a.dtype));
+    if (p.p_is_one) {
+      f.tiles = a;
+      configure_tiles(f.tiles, true);
+      carve_tiles(f.tiles, carve);
+      a.parts = f.tiles.parts;
+    } else {
+      a.parts = band_channel_tiles(a.D);
+    }
+    // The sorted tokens sit in dx until the unpermute, which reads a row's tokens before it
+    // writes the row (softsort_band.cu).
+    a.ybuf = p.dx;
     a.dybuf = carve.take<float>(int64_t(a.B) * a.D * a.L);
   }
   a.inv_z = carve.take<float>(BL);
@@ -195,14 +223,12 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
   a.qc = carve.take<float>(BL * 2);
   a.dk = carve.take<float>(BL);
   a.dw_part = carve.take<float>(int64_t(a.B) * a.D);
-  a.tile_carry = carve.take<float>(int64_t(a.B) * carry_groups * a.tiles * 4);
-  for (Args* k : {&f.sweep, &f.second}) {
+  for (Args* k : {&f.sweep, &f.second, &f.tiles}) {
     k->inv_z = a.inv_z;
     k->part = a.part;
     k->qc = a.qc;
     k->dk = a.dk;
     k->dw_part = a.dw_part;
-    k->tile_carry = a.tile_carry;
     k->ybuf = a.ybuf;
     k->dybuf = a.dybuf;
   }
@@ -213,6 +239,20 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
 void sync_check(const char* what) { cuda_check(cudaGetLastError(), what); }
 
 }  // namespace
+
+void configure_tiles(Args& a, bool bwd) {
+  // Tiles of 128 threads x kE positions: forward + backward of score_and_permute in bf16 at
+  // (4, 16384, 1536) and (2, 65536, 1536) took 3.28 / 6.50 ms, against 3.39 / 6.59 ms with 256
+  // threads and 3.38 / 6.64 ms with 512 (H100).
+  a.threads = 128;
+  a.tile = a.threads * kE;
+  a.tiles = (a.L + a.tile - 1) / a.tile;
+  const void* kernel = tile_kernel_handle(a.dtype, bwd);
+  const int slots = blocks_per_sm(kernel, a.threads, 0) * kernel_facts(kernel).sms;
+  // One wave of blocks over the tiles of the batch, each block a range of channels.
+  a.groups = std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B * a.tiles, 1)));
+  a.parts = a.groups;
+}
 
 void configure_rows(Args& a, RowKernel kind) {
   const int L = std::max(a.L, 1);
@@ -229,20 +269,23 @@ void configure_rows(Args& a, RowKernel kind) {
   const bool sweep = kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx ||
                      kind == RowKernel::kBwdDxScore;
   const bool writes_dx = kind != RowKernel::kBwdPartials && (sweep || kind == RowKernel::kUnpermute);
+  a.dx_chunk = 0;
   // Shared memory goes first to one staged x row (the gather source), then to the dx row (the
   // scatter target), then to the g rows of the sweeps (when g runs along L; a broadcast
   // gradient, stride 0, is read directly), then to more stages.
-  if (kind == RowKernel::kUnpermute) {
+  if (kind == RowKernel::kUnpermute) {  // rows longer than shared memory go in chunks
     a.stages = 0;
     a.g_smem = false;
-    a.dx_smem = fit >= 1;
+    a.dx_smem = true;
+    const int most = int(facts.smem_limit / dtype_size(a.dtype)) / kE * kE;
+    a.dx_chunk = fit >= 1 ? L : std::max(kE, most);
   } else {
     a.dx_smem = writes_dx && fit >= 2;
     const int room = fit - (a.dx_smem ? 1 : 0);
     a.g_smem = sweep && a.gl == 1 && room >= 2;
     a.stages = std::min(kMaxStages, room / (a.g_smem ? 2 : 1));
   }
-  const size_t dyn = row * (size_t(a.stages) * (a.g_smem ? 2 : 1) + (a.dx_smem ? 1 : 0));
+  const size_t dyn = row_smem_bytes(a);
   const int slots = blocks_per_sm(kernel, a.threads, dyn) * facts.sms;
   // One wave of blocks split evenly over the batch, each block a range of channels. The partial
   // sums of the backward sweep take 8 bytes per position and block: with at least 16 / (bytes
@@ -318,10 +361,18 @@ void softsort_fwd_cuda(const SoftSortParams& p, void* stream) {
   if (p.hard) {
     a.out = p.out;
     launch_fwd(a, s);
+  } else if (f.tiled) {  // the sorted tokens gathered into out, then replaced by the result
+    launch_tiles(f.tiles, TileMode::kNorm, s);
+    Args gather = a;
+    gather.hard = true;
+    gather.out = p.out;
+    launch_fwd(gather, s);
+    f.tiles.out = p.out;
+    f.tiles.ybuf = p.out;
+    launch_tiles(f.tiles, TileMode::kFwd, s);
   } else if (p.p_is_one) {
     a.out = p.out;
-    if (a.tiles > 1) launch_norm(a, s);  // single tiles normalise in the row kernel
-    launch_fwd(a, s);
+    launch_fwd(a, s);  // single tiles normalise in the row kernel
   } else {
     Args gather = a;
     gather.hard = true;
@@ -349,8 +400,7 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
   if (no_channels)  // nothing moves: Q = C = 0
     cuda_check(cudaMemsetAsync(a.qc, 0, size_t(a.B) * 2 * a.L * sizeof(float), s),
                "cudaMemsetAsync");
-  if (p.p_is_one) {
-    if (a.tiles > 1) launch_norm(a, s);  // single tiles normalise in the row kernels
+  if (!f.sorted) {  // p = 1, single tiles (they normalise in the row kernels)
     if (!no_channels) {
       launch_bwd(f.sweep, p.with_w ? RowKernel::kBwdPartials : RowKernel::kBwdPartialsDx, s);
       launch_reduce_qc(a, s);
@@ -360,19 +410,22 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
       launch_bwd(f.second, RowKernel::kBwdDxScore, s);
       launch_reduce_dw(a, s);
     }
-  } else {
+  } else {  // over sorted tokens: scans of tiles (p = 1) or banded sums (general p)
     if (!no_channels) {
       Args gather = f.second;
       gather.hard = true;
       gather.out = a.ybuf;
       launch_fwd(gather, s);
     }
-    launch_band_norm(a, s);
+    if (p.p_is_one) launch_tiles(f.tiles, TileMode::kNorm, s);
+    else launch_band_norm(a, s);
     if (!no_channels) {
-      launch_band_bwd(a, s);
+      if (p.p_is_one) launch_tiles(f.tiles, TileMode::kBwd, s);
+      else launch_band_bwd(a, s);
       launch_reduce_qc(a, s);
     }
-    launch_band_keygrad(a, s);
+    if (p.p_is_one) launch_tiles(f.tiles, TileMode::kKeygrad, s);
+    else launch_band_keygrad(a, s);
     if (!no_channels) {
       Args un = a;
       configure_rows(un, RowKernel::kUnpermute);

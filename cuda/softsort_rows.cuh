@@ -8,13 +8,15 @@
 
 namespace s6kit::cuda_softsort {
 
-// Channels [d0, d1) of block (blockIdx.x, blockIdx.y = batch element).
+// Channels [d0, d1) of channel group `group` of `groups` (by default blockIdx.x of gridDim.x, with
+// blockIdx.y the batch element).
 struct ChannelRange {
   int d0, d1;
-  __device__ explicit ChannelRange(int D) {
-    d0 = int(int64_t(D) * blockIdx.x / gridDim.x);
-    d1 = int(int64_t(D) * (blockIdx.x + 1) / gridDim.x);
+  __device__ ChannelRange(int D, int group, int groups) {
+    d0 = int(int64_t(D) * group / groups);
+    d1 = int(int64_t(D) * (group + 1) / groups);
   }
+  __device__ explicit ChannelRange(int D) : ChannelRange(D, blockIdx.x, gridDim.x) {}
   __device__ int rows() const { return d1 - d0; }
 };
 
@@ -102,6 +104,38 @@ struct RowPipe {
     return at;
   }
 };
+
+// The two score-gradient terms at the thread's positions from the scans of y and gh = g / Z
+// (softsort_scan.cu): q = gh (SR - SL)[y] + y (SR - SL)[gh] and c = gh out.
+__device__ __forceinline__ void score_terms(const Ctx& c, const float (&v)[2][kE],
+                                            const TileScan<2, true>& ts, float (&q)[kE],
+                                            float (&cc)[kE]) {
+#pragma unroll
+  for (int j = 0; j < kE; ++j) {
+    const float out = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
+    q[j] = v[1][j] * ts.w[0][j] + v[0][j] * ts.w[1][j];
+    cc[j] = v[1][j] * out;
+  }
+}
+
+// The key gradient at the thread's positions from the scans of ones and C (softsort_scan.cu):
+// dk_i = -(Q_i - C_i (SR - SL)[1]_i - (SR - SL)[C]_i) / tau, written to dk, or scattered by the
+// permutation into dscores (sign included) when the op has one.
+__device__ __forceinline__ void emit_key_gradient(const Args& a, int b, const Ctx& c,
+                                                  const float (&v)[2][kE],
+                                                  const TileScan<2, true>& ts) {
+  const float* Q = a.qc + int64_t(b) * 2 * a.L;
+#pragma unroll
+  for (int j = 0; j < kE; ++j)
+    if (j < c.n) {
+      const int i = c.s + j;
+      const float dkv = -a.inv_tau * (Q[i] - v[1][j] * ts.w[0][j] - ts.w[1][j]);
+      if (a.dscores)
+        a.dscores[int64_t(b) * a.L + c.perm[j]] = a.sign * dkv;
+      else
+        a.dk[int64_t(b) * a.L + i] = dkv;
+    }
+}
 
 // dst[0, L) = src[0, L) by the whole block (16-byte chunks when both allow it).
 template <typename T>

@@ -21,8 +21,8 @@
 // strict-right sum), and the threads inside the run read it from shared memory; lsrc / rsrc,
 // found once per tile by integer block scans, say where to read.
 //
-// Rows longer than a tile are swept twice: left to right for the tile carries of the left sums,
-// then right to left with the right sums' carries, producing the results.
+// Rows longer than a tile run their tiles in parallel, joined by the tiles' carries
+// (softsort_tiles.cuh).
 #pragma once
 
 #include <climits>
@@ -239,71 +239,15 @@ __device__ void normalize_in_block(Ctx& c, Shared<N>& sh) {
   for (int j = 0; j < kE; ++j) c.invz[j] = j < c.n ? 1.f / (ts.il[0][j] + ts.gx[0][j]) : 1.f;
 }
 
-// Runs one row: load_v(c, v) fills the tile's values, emit(c, v, ts) consumes the results.
-// `c` holds the single tile's context on entry when env.tiles == 1 (loaded once per block by
-// the caller); otherwise it is reloaded per tile. `carry` (global, env.tiles * 2 * N floats for
-// this block) keeps the left carries between the sweeps. Block-wide: every thread calls it.
+// Runs one row of a single tile: load_v(c, v) fills the values, emit(c, v, ts) consumes the
+// results; `c` holds the tile's context (loaded once per block by the caller). Block-wide.
 template <int N, bool kStrict, typename LoadV, typename Emit>
-__device__ void row_sweeps(const RowEnv& env, Ctx& c, Shared<N>& sh, float* carry, LoadV&& load_v,
-                           Emit&& emit) {
+__device__ void scan_row(Ctx& c, Shared<N>& sh, LoadV&& load_v, Emit&& emit) {
   float v[N][kE];
   TileScan<N, kStrict> ts;
-  if (env.tiles == 1) {
-    load_v(c, v);
-    scan_tile<N, kStrict>(c, v, zero_carries<N>(), ts, sh);
-    emit(c, v, ts);
-    return;
-  }
-  Carries<N> in = zero_carries<N>();
-  for (int k = 0; k < env.tiles; ++k) {  // left to right: carries of the left sums
-    const int start = k * env.tile;
-    load_ctx<kStrict>(c, env, start, sh.tile);
-    if (threadIdx.x == 0)
-#pragma unroll
-      for (int q = 0; q < N; ++q) {
-        carry[(k * 2 + 0) * N + q] = in.il[q];
-        carry[(k * 2 + 1) * N + q] = in.sl[q];
-      }
-    load_v(c, v);
-    scan_tile<N, kStrict>(c, v, in, ts, sh);
-    if (k + 1 == env.tiles) break;  // only full tiles pass a carry on: it sits at the last slot
-    if (threadIdx.x == blockDim.x - 1)
-#pragma unroll
-      for (int q = 0; q < N; ++q) {
-        sh.bcast[q] = ts.il[q][kE - 1];
-        if constexpr (kStrict) sh.bcast[N + q] = ts.sl_last[q];
-      }
-    __syncthreads();  // (the next write of bcast follows load_ctx's barrier)
-#pragma unroll
-    for (int q = 0; q < N; ++q) {
-      in.il[q] = sh.bcast[q];
-      in.sl[q] = kStrict ? sh.bcast[N + q] : 0.f;
-    }
-  }
-  Carries<N> right = zero_carries<N>();
-  for (int k = env.tiles - 1; k >= 0; --k) {  // right to left: results
-    load_ctx<kStrict>(c, env, k * env.tile, sh.tile);
-#pragma unroll
-    for (int q = 0; q < N; ++q) {
-      right.il[q] = carry[(k * 2 + 0) * N + q];
-      right.sl[q] = carry[(k * 2 + 1) * N + q];
-    }
-    load_v(c, v);
-    scan_tile<N, kStrict>(c, v, right, ts, sh);
-    emit(c, v, ts);
-    if (threadIdx.x == 0)
-#pragma unroll
-      for (int q = 0; q < N; ++q) {
-        sh.bcast[q] = v[q][0] + ts.gx[q][0];  // IR at the tile's first position
-        if constexpr (kStrict) sh.bcast[N + q] = ts.sr_first[q];
-      }
-    __syncthreads();
-#pragma unroll
-    for (int q = 0; q < N; ++q) {
-      right.ir[q] = sh.bcast[q];
-      right.sr[q] = kStrict ? sh.bcast[N + q] : 0.f;
-    }
-  }
+  load_v(c, v);
+  scan_tile<N, kStrict>(c, v, zero_carries<N>(), ts, sh);
+  emit(c, v, ts);
 }
 
 }  // namespace s6kit::cuda_softsort

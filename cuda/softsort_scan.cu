@@ -1,5 +1,6 @@
-// CUDA kernels of the p = 1 SoftSort: 1 / Z and the key gradient, and the dispatch of the row
-// kernels (forward, gather, backward sweeps) of softsort_scan.cuh. The scans themselves live in
+// CUDA kernels of the p = 1 SoftSort: the key gradient of rows of one tile, the carry chain of
+// longer rows, and the dispatch of the row kernels (forward, gather, backward sweeps) of
+// softsort_scan.cuh and of the tile kernels of softsort_tiles.cuh. The scans themselves live in
 // softsort_rowscan.cuh.
 //
 // Backward, per batch element (cpp/include/s6kit/softsort_params.h has the math):
@@ -18,32 +19,10 @@ namespace s6kit::cuda_softsort {
 template <typename T> void launch_fwd_t(const Args& a, cudaStream_t s, size_t smem);
 template <typename T> void launch_bwd_t(const Args& a, RowKernel kind, cudaStream_t s, size_t smem);
 template <typename T> const void* row_kernel_handle_t(RowKernel kind);
+template <typename T> void launch_tiles_t(const Args& a, TileMode mode, bool apply, cudaStream_t s);
+template <typename T> const void* tile_kernel_handle_t(bool bwd);
 
 namespace {
-
-// ---- 1 / Z ------------------------------------------------------------------------------------
-
-__global__ void __launch_bounds__(kMaxThreads) norm_kernel(const Args a) {
-  __shared__ Shared<1> sh;
-  const int b = blockIdx.x;
-  const RowEnv env = make_env(a, b, false);
-  if (!row_finite(env)) return;  // the row kernels write NaN themselves
-  float* carry = a.tile_carry + int64_t(b) * env.tiles * 4;
-  float* out = a.inv_z + int64_t(b) * env.L;
-  Ctx c;
-  if (env.tiles == 1) load_ctx<false>(c, env, 0, sh.tile);
-  row_sweeps<1, false>(
-      env, c, sh, carry,
-      [&](const Ctx& c, float (&v)[1][kE]) {
-#pragma unroll
-        for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? 1.f : 0.f;
-      },
-      [&](const Ctx& c, const float (&)[1][kE], const TileScan<1, false>& ts) {
-#pragma unroll
-        for (int j = 0; j < kE; ++j)
-          if (j < c.n) out[c.s + j] = 1.f / (ts.il[0][j] + ts.gx[0][j]);
-      });
-}
 
 // ---- key gradient -----------------------------------------------------------------------------
 
@@ -51,8 +30,7 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
   __shared__ Shared<2> sh;
   const int b = blockIdx.x, L = a.L;
   const RowEnv env = make_env(a, b, false);
-  const float* Q = a.qc + int64_t(b) * 2 * L;
-  const float* C = Q + L;
+  const float* C = a.qc + int64_t(b) * 2 * L + L;
   if (!row_finite(env)) {
     for (int i = threadIdx.x; i < L; i += blockDim.x) {
       if (a.dscores) a.dscores[int64_t(b) * L + i] = nan_f();
@@ -60,11 +38,10 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
     }
     return;
   }
-  float* carry = a.tile_carry + int64_t(b) * env.tiles * 4;
   Ctx c;
-  if (env.tiles == 1) load_ctx<true>(c, env, 0, sh.tile);
-  row_sweeps<2, true>(
-      env, c, sh, carry,
+  load_ctx<true>(c, env, 0, sh.tile);
+  scan_row<2, true>(
+      c, sh,
       [&](const Ctx& c, float (&v)[2][kE]) {
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
@@ -73,28 +50,45 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
         }
       },
       [&](const Ctx& c, const float (&v)[2][kE], const TileScan<2, true>& ts) {
-#pragma unroll
-        for (int j = 0; j < kE; ++j)
-          if (j < c.n) {
-            const int i = c.s + j;
-            const float dkv = -a.inv_tau * (Q[i] - v[1][j] * ts.w[0][j] - ts.w[1][j]);
-            if (a.dscores)
-              a.dscores[int64_t(b) * L + c.perm[j]] = a.sign * dkv;
-            else
-              a.dk[int64_t(b) * L + i] = dkv;
-          }
+        emit_key_gradient(a, b, c, v, ts);
       });
+}
+
+// ---- the carries of the tiles of a row (softsort_tiles.cuh) ------------------------------------
+
+// One thread per (row, sequence, direction) of a batch element: along the row, the carry a tile
+// receives is the previous tile's response to the carry it received plus its own sums (left to
+// right for IL / SL, right to left for IR / SR). `rows`: channels, or 1; `n`: sequences.
+__global__ void tile_chain_kernel(const Args a, int rows, int n) {
+  const int b = blockIdx.y, t = blockIdx.x * blockDim.x + threadIdx.x, tiles = a.tiles;
+  if (t >= rows * n * 2 || !row_finite(make_env(a, b, false))) return;
+  const int d = t / (2 * n), q = (t >> 1) % n;
+  const bool right = t & 1;
+  const float* __restrict__ sums = a.tile_sums + (int64_t(b) * rows + d) * tiles * kTileCarry;
+  float* __restrict__ in = a.tile_in + (int64_t(b) * rows + d) * tiles * kTileCarry;
+  const float* __restrict__ resp = a.tile_resp + int64_t(b) * tiles * kTileResp;
+  const int plain = right ? 2 * n : 0, strict = plain + n, r0 = right ? 3 : 0;  // see kTileResp
+  float c = 0.f, cs = 0.f;  // IL and SL (IR and SR) received
+  for (int step = 0; step < tiles; ++step) {
+    const int k = right ? tiles - 1 - step : step;
+    const float* r = resp + k * kTileResp;
+    const float* s = sums + k * kTileCarry;
+    in[k * kTileCarry + plain + q] = c;
+    in[k * kTileCarry + strict + q] = cs;
+    cs = fmaf(r[r0 + 1], c, fmaf(r[r0 + 2], cs, s[strict + q]));
+    c = fmaf(r[r0], c, s[plain + q]);
+  }
 }
 
 }  // namespace
 
-// Dynamic shared memory of a row kernel: staged x rows (and the dx row).
+// Dynamic shared memory of a row kernel: staged x rows (and the dx row), or the chunk of dx the
+// unpermute assembles at a time.
 size_t row_smem_bytes(const Args& a) {
+  if (a.dx_chunk > 0) return size_t(a.dx_chunk) * dtype_size(a.dtype);  // the unpermute
   const size_t row = size_t(a.L) * dtype_size(a.dtype);
   return row * (size_t(a.stages) * (a.g_smem ? 2 : 1) + (a.dx_smem ? 1 : 0));
 }
-
-void launch_norm(const Args& a, cudaStream_t s) { norm_kernel<<<a.B, a.threads, 0, s>>>(a); }
 
 void launch_keygrad(const Args& a, cudaStream_t s) { keygrad_kernel<<<a.B, a.threads, 0, s>>>(a); }
 
@@ -113,6 +107,33 @@ void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s) {
     case DType::f16: return launch_bwd_t<__half>(a, kind, s, smem);
     case DType::bf16: return launch_bwd_t<__nv_bfloat16>(a, kind, s, smem);
     default: return launch_bwd_t<float>(a, kind, s, smem);
+  }
+}
+
+void launch_tiles(const Args& a, TileMode mode, cudaStream_t s) {
+  const bool channels = mode == TileMode::kFwd || mode == TileMode::kBwd;
+  Args t = a;
+  if (!channels) t.groups = 1;
+  auto pass = [&](bool apply) {
+    if (!channels) return launch_tiles_t<float>(t, mode, apply, s);
+    switch (t.dtype) {
+      case DType::f16: return launch_tiles_t<__half>(t, mode, apply, s);
+      case DType::bf16: return launch_tiles_t<__nv_bfloat16>(t, mode, apply, s);
+      default: return launch_tiles_t<float>(t, mode, apply, s);
+    }
+  };
+  const int rows = channels ? t.D : 1;
+  const int n = mode == TileMode::kBwd || mode == TileMode::kKeygrad ? 2 : 1;
+  pass(false);
+  tile_chain_kernel<<<dim3((rows * n * 2 + 127) / 128, t.B), 128, 0, s>>>(t, rows, n);
+  pass(true);
+}
+
+const void* tile_kernel_handle(DType dtype, bool bwd) {
+  switch (dtype) {
+    case DType::f16: return tile_kernel_handle_t<__half>(bwd);
+    case DType::bf16: return tile_kernel_handle_t<__nv_bfloat16>(bwd);
+    default: return tile_kernel_handle_t<float>(bwd);
   }
 }
 

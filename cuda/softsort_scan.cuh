@@ -1,5 +1,7 @@
-// CUDA row kernels of the p = 1 SoftSort that depend on the storage type: the forward (and the
-// plain gather of the hard mode) and the backward sweeps. Instantiated once per storage type by
+// CUDA row kernels of the p = 1 SoftSort that depend on the storage type: the forward and the
+// backward sweeps of rows of one tile (up to kMaxThreads * kE positions; longer rows go through
+// softsort_tiles.cuh), and the gather of the tokens into sorted order (the hard mode's forward,
+// and the input of the kernels over sorted tokens). Instantiated once per storage type by
 // softsort_scan_<dtype>.cu, so the types compile in parallel; softsort_scan.cu has the rest.
 #pragma once
 
@@ -17,15 +19,14 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   const ChannelRange cr(a.D);
   if (cr.rows() <= 0) return;
   T* out = static_cast<T*>(a.out) + (int64_t(b) * a.D + cr.d0) * L;
-  // 1 / Z: from norm_kernel for rows of several tiles, computed here for single tiles.
-  const RowEnv env = make_env(a, b, !a.hard && a.tiles > 1);
+  const RowEnv env = make_env(a, b, false);
   if (!row_finite(env)) return fill_rows_nan(out, cr.rows(), L);
+  const T* x = static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd;
 
-  RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
-                  static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd);
-  float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
+  // Single tiles (rows of several tiles go through softsort_tiles.cuh): 1 / Z computed here.
+  RowPipe<T> pipe(dyn, a.stages, L, cr.rows(), x, a.xd);
   Ctx c;
-  if (env.tiles == 1 && !a.hard) {
+  if (!a.hard) {
     load_ctx<false>(c, env, 0, sh.tile);
     normalize_in_block(c, sh);
   }
@@ -42,8 +43,8 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
       }
       continue;
     }
-    row_sweeps<1, false>(
-        env, c, sh, carry,
+    scan_row<1, false>(
+        c, sh,
         [&](const Ctx& c, float (&v)[1][kE]) {
 #pragma unroll
           for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? to_f(src[c.perm[j]]) : 0.f;
@@ -71,7 +72,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   const ChannelRange cr(D);
   if (cr.rows() <= 0) return;
   T* dx = static_cast<T*>(a.dx) + (int64_t(b) * D + cr.d0) * L;
-  const RowEnv env = make_env(a, b, a.tiles > 1);  // 1 / Z as in fwd_kernel
+  const RowEnv env = make_env(a, b, false);  // a single tile: 1 / Z computed here
   if (!row_finite(env)) {
     if (kWriteDx) fill_rows_nan(dx, cr.rows(), L);
     if (kScore)
@@ -84,12 +85,11 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
                   static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
                   a.g_smem ? g : nullptr, a.gd);
   T* dx_smem = a.dx_smem ? pipe.end() : nullptr;
-  float* carry = a.tile_carry + (int64_t(b) * gridDim.x + blockIdx.x) * env.tiles * 4;
   float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
   const float* dk = a.dk + int64_t(b) * L;
 
-  // Single tiles: the thread's sums of q and c over the block's rows (shared memory, not
-  // registers: the scans need those).
+  // The thread's sums of q and c over the block's rows (shared memory, not registers: the scans
+  // need those).
   __shared__ float qc_acc[kScore ? 1 : 2][kScore ? 1 : kE][kScore ? 1 : kMaxThreads];
   Ctx c;
   float dks[kE];
@@ -98,13 +98,11 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
     dks[j] = 0.f;
     if (!kScore) qc_acc[0][j][threadIdx.x] = qc_acc[1][j][threadIdx.x] = 0.f;
   }
-  if (env.tiles == 1) {
-    load_ctx<!kScore>(c, env, 0, sh.tile);
-    normalize_in_block(c, sh);
-    if (kScore)
+  load_ctx<!kScore>(c, env, 0, sh.tile);
+  normalize_in_block(c, sh);
+  if (kScore)
 #pragma unroll
-      for (int j = 0; j < kE; ++j) dks[j] = j < c.n ? dk[c.s + j] : 0.f;
-  }
+    for (int j = 0; j < kE; ++j) dks[j] = j < c.n ? dk[c.s + j] : 0.f;
 
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
@@ -143,46 +141,28 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
       constexpr int G = N - 1;  // the gh sequence
       float val[kE];
       if constexpr (kScore) {
-        float dkt[kE];
-#pragma unroll
-        for (int j = 0; j < kE; ++j)
-          dkt[j] = env.tiles == 1 ? dks[j] : (j < c.n ? dk[c.s + j] : 0.f);
         if (a.hard) load_run<T, kE>(grow, gl, c.s, L, graw);  // dx: g through the permutation
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
-          const float ds = a.sign * dkt[j];  // dscores at perm_j
-          val[j] = (a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j]) + dkt[j] * wd;
+          const float ds = a.sign * dks[j];  // dscores at perm_j
+          val[j] = (a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j]) + dks[j] * wd;
           dwacc = fmaf(ds, ys[j], dwacc);
         }
       } else {
         float q[kE], cc[kE];
+        score_terms(c, v, ts, q, cc);
         if (a.hard) load_run<T, kE>(grow, gl, c.s, L, graw);
 #pragma unroll
+        for (int j = 0; j < kE; ++j) val[j] = a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j];
+#pragma unroll
         for (int j = 0; j < kE; ++j) {
-          const float out = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
-          q[j] = v[G][j] * ts.w[0][j] + v[0][j] * ts.w[G][j];
-          cc[j] = v[G][j] * out;
-          val[j] = a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j];
-        }
-        if (env.tiles == 1) {
-#pragma unroll
-          for (int j = 0; j < kE; ++j) {
-            qc_acc[0][j][threadIdx.x] += q[j];
-            qc_acc[1][j][threadIdx.x] += cc[j];
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < kE; ++j)
-            if (j < c.n) {
-              const int i = c.s + j;
-              part[i] = r == 0 ? q[j] : part[i] + q[j];
-              part[L + i] = r == 0 ? cc[j] : part[L + i] + cc[j];
-            }
+          qc_acc[0][j][threadIdx.x] += q[j];
+          qc_acc[1][j][threadIdx.x] += cc[j];
         }
       }
       if (kWriteDx) scatter(c, val);
     };
-    row_sweeps<N, !kScore>(env, c, sh, carry, load_v, emit);
+    scan_row<N, !kScore>(c, sh, load_v, emit);
 
     if (kWriteDx && dx_smem) {
       __syncthreads();
@@ -203,7 +183,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
       a.dw_part[b * D + cr.d0 + r] = sum_warps(dw_warps[r & 1]);
     }
   }
-  if (!kScore && env.tiles == 1 && c.n > 0) {
+  if (!kScore && c.n > 0) {
     float qacc[kE], cacc[kE];
 #pragma unroll
     for (int j = 0; j < kE; ++j) {
