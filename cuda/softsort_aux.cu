@@ -59,6 +59,11 @@ __global__ void reduce_dw_kernel(const float* dw_part, float* dw, int B, int D) 
   dw[d] = s;
 }
 
+__global__ void narrow_perm_kernel(const int64_t* perm, int* out, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = int(perm[i]);
+}
+
 }  // namespace
 
 void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
@@ -84,6 +89,11 @@ void launch_reduce_qc(const Args& a, cudaStream_t s) {
 
 void launch_reduce_dw(const Args& a, cudaStream_t s) {
   reduce_dw_kernel<<<(a.D + 255) / 256, 256, 0, s>>>(a.dw_part, a.dw, a.B, a.D);
+}
+
+void launch_narrow_perm(const Args& a, cudaStream_t s) {
+  const int64_t n = int64_t(a.B) * a.L;
+  narrow_perm_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(a.perm, a.perm32, n);
 }
 
 }  // namespace s6kit::cuda_softsort

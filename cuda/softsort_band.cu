@@ -311,7 +311,7 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
     return;
   }
   T* dx_smem = reinterpret_cast<T*>(dyn);  // a.dx_chunk elements of the dx row
-  const int64_t* perm = a.perm + int64_t(b) * L;
+  const int* perm = a.perm32 + int64_t(b) * L;
   const float* dk = a.dk + int64_t(b) * L;
   for (int r = 0; r < cr.rows(); ++r) {
     const int d = cr.d0 + r;
@@ -325,11 +325,11 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
     if (a.w) {
       float dwacc = 0.f;
       for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
-        float yv[kE];
+        float yv[kE], dks[kE];
         load_run<T, kE>(y, 1, s, L, yv);
+        load_run<float, kE>(dk, 1, s, L, dks);  // (zero past L)
 #pragma unroll
-        for (int j = 0; j < kE; ++j)
-          if (s + j < L) dwacc = fmaf(a.sign * dk[s + j], yv[j], dwacc);
+        for (int j = 0; j < kE; ++j) dwacc = fmaf(a.sign * dks[j], yv[j], dwacc);
       }
       const float sum = block_sum(dwacc, red);  // (its barriers also end the reads of y)
       if (threadIdx.x == 0) a.dw_part[b * D + d] = sum;
@@ -345,12 +345,15 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
           load_run<T, kE>(g, a.gl, s, L, val);
         else
           load_run<float, kE>(dy, 1, s, L, val);
+        int to[kE];
+        load_indices<kE>(perm, s, L, -1, to);
+        float dks[kE];
+        if (a.w) load_run<float, kE>(dk, 1, s, L, dks);
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
-          const int64_t to = s + j < L ? perm[s + j] : -1;
-          if (to < base || to >= end) continue;
-          const float v = a.w ? fmaf(a.sign * dk[s + j], wd, val[j]) : val[j];
-          dx_smem[to - base] = from_f<T>(v);
+          if (to[j] < base || to[j] >= end) continue;
+          const float v = a.w ? fmaf(a.sign * dks[j], wd, val[j]) : val[j];
+          dx_smem[to[j] - base] = from_f<T>(v);
         }
       }
       __syncthreads();

@@ -314,6 +314,25 @@ __device__ __forceinline__ void load_run(const T* row, int64_t stride, int s, in
   }
 }
 
+// idx[j] = p[s + j] for s + j < L, `none` past the end; 16-byte loads when possible.
+template <int E>
+__device__ __forceinline__ void load_indices(const int* p, int s, int L, int none, int (&idx)[E]) {
+  static_assert(E % 4 == 0, "a run is a whole number of 16-byte chunks");
+  if (s + E <= L && reinterpret_cast<uintptr_t>(p + s) % 16 == 0) {
+#pragma unroll
+    for (int c = 0; c < E / 4; ++c) {
+      const int4 u = reinterpret_cast<const int4*>(p + s)[c];
+      idx[4 * c] = u.x;
+      idx[4 * c + 1] = u.y;
+      idx[4 * c + 2] = u.z;
+      idx[4 * c + 3] = u.w;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < E; ++j) idx[j] = s + j < L ? p[s + j] : none;
+  }
+}
+
 // row[s + j] = v[j] for s + j < L; 16-byte stores when possible.
 template <typename T, int E>
 __device__ __forceinline__ void store_run(T* row, int s, int L, const float (&v)[E]) {

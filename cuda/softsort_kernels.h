@@ -41,6 +41,8 @@ struct Args {
   const void* x = nullptr;  int64_t xb = 0, xd = 0;
   const float* t = nullptr;        // sorted scores (B, L)
   const int64_t* perm = nullptr;   // (B, L)
+  int* perm32 = nullptr;           // perm as int32 (workspace), for the gather and the unpermute,
+                                   // which read it once per row
   void* out = nullptr;             // (B, D, L) contiguous, or the sorted-token scratch
 
   const void* g = nullptr;  int64_t gb = 0, gd = 0, gl = 0;
@@ -95,6 +97,7 @@ void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s);
 void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores from qc (1 tile)
 void launch_reduce_qc(const Args& a, cudaStream_t s);          // part -> qc
 void launch_reduce_dw(const Args& a, cudaStream_t s);          // dw_part -> dw
+void launch_narrow_perm(const Args& a, cudaStream_t s);        // perm -> perm32
 void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
                    int D, int L, DType dtype, cudaStream_t s);
 

@@ -152,6 +152,7 @@ FwdPlan plan_fwd(const SoftSortParams& p, void* ws) {
   f.tiled = !p.hard && p.p_is_one && several_tiles(p.seqlen);
   const RowKernel kind = p.hard || !p.p_is_one || f.tiled ? RowKernel::kGather : RowKernel::kFwd;
   configure_rows(a, kind);
+  if (kind == RowKernel::kGather) a.perm32 = carve.take<int>(int64_t(a.B) * a.L);
   if (!p.hard) {
     if (!p.p_is_one) a.ybuf = carve.take<char>(int64_t(a.B) * a.D * a.L * dtype_size(a.dtype));
     a.inv_z = carve.take<float>(int64_t(a.B) * a.L);
@@ -217,6 +218,7 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
     // writes the row (softsort_band.cu).
     a.ybuf = p.dx;
     a.dybuf = carve.take<float>(int64_t(a.B) * a.D * a.L);
+    a.perm32 = carve.take<int>(BL);
   }
   a.inv_z = carve.take<float>(BL);
   a.part = carve.take<float>(BL * a.parts * 2);
@@ -231,6 +233,7 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
     k->dw_part = a.dw_part;
     k->ybuf = a.ybuf;
     k->dybuf = a.dybuf;
+    k->perm32 = a.perm32;
   }
   f.bytes = carve.used();
   return f;
@@ -358,6 +361,7 @@ void softsort_fwd_cuda(const SoftSortParams& p, void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   FwdPlan f = plan_fwd(p, p.workspace);
   Args& a = f.a;
+  if (a.perm32) launch_narrow_perm(a, s);  // for the gather
   if (p.hard) {
     a.out = p.out;
     launch_fwd(a, s);
@@ -411,6 +415,7 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
       launch_reduce_dw(a, s);
     }
   } else {  // over sorted tokens: scans of tiles (p = 1) or banded sums (general p)
+    launch_narrow_perm(a, s);  // for the gather and the unpermute
     if (!no_channels) {
       Args gather = f.second;
       gather.hard = true;

@@ -35,10 +35,13 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
     const T* src = pipe.acquire(r);
     T* orow = out + int64_t(r) * L;
     if (a.hard) {  // out_i = x[perm_i]
+      const int* perm = a.perm32 + int64_t(b) * L;
       for (int s = threadIdx.x * kE; s < L; s += a.tile) {
+        int from[kE];
+        load_indices<kE>(perm, s, L, 0, from);
         float o[kE];
 #pragma unroll
-        for (int j = 0; j < kE; ++j) o[j] = s + j < L ? to_f(src[env.perm[s + j]]) : 0.f;
+        for (int j = 0; j < kE; ++j) o[j] = to_f(src[from[j]]);
         store_run<T, kE>(orow, s, L, o);
       }
       continue;
