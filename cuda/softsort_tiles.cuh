@@ -43,7 +43,7 @@ struct TileSeq {
 // The tile's values of row d (zero past L).
 template <typename T, TileMode M>
 __device__ __forceinline__ void tile_values(const Args& a, const T* y, const Ctx& c, int b, int d,
-                                            float (&v)[TileSeq<M>::N][kE]) {
+                                            float (*v)[kE] /* TileSeq<M>::N rows */) {
   if constexpr (M == TileMode::kNorm || M == TileMode::kKeygrad) {
 #pragma unroll
     for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? 1.f : 0.f;
@@ -204,7 +204,11 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
   constexpr int N = TileSeq<Mode>::N;
   constexpr bool kStrict = TileSeq<Mode>::kStrict;
   constexpr bool kBwd = Mode == TileMode::kBwd;
-  __shared__ Shared<N> sh;
+  // Rows scanned together: the forward's one sequence per row leaves the scans' shuffle chains
+  // idle between dependent steps, so it takes two rows (channels) per scan.
+  constexpr int P = Mode == TileMode::kFwd ? 2 : 1;
+  constexpr int NP = N * P;
+  __shared__ Shared<NP> sh;
   // Backward: the thread's sums of q and c over the block's channels (shared memory, not
   // registers: the scans need those).
   __shared__ float qc_acc[kBwd ? 2 : 1][kBwd ? kE : 1][kBwd ? kMaxThreads : 1];
@@ -231,21 +235,39 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
 #pragma unroll
     for (int j = 0; j < kE; ++j) qc_acc[0][j][threadIdx.x] = qc_acc[1][j][threadIdx.x] = 0.f;
   const T* y = static_cast<const T*>(a.ybuf) + (int64_t(b) * rows + cr.d0) * L;
-  float v[N][kE], next[N][kE];
-  if (cr.rows() > 0) tile_values<T, Mode>(a, y, c, b, cr.d0, v);
-  for (int d = cr.d0; d < cr.d1; ++d, y += L) {
-    if (d + 1 < cr.d1) tile_values<T, Mode>(a, y + L, c, b, d + 1, next);  // in flight meanwhile
-    const float* cin = a.tile_in + ((int64_t(b) * rows + d) * env.tiles + k) * kTileCarry;
-    Carries<N> in;
+  // The values of rows d .. d + P - 1 (zero past the block's rows).
+  auto load = [&](int d, float (&dst)[NP][kE]) {
 #pragma unroll
-    for (int q = 0; q < N; ++q) {
-      in.il[q] = cin[q];
-      in.sl[q] = cin[N + q];
-      in.ir[q] = cin[2 * N + q];
-      in.sr[q] = cin[3 * N + q];
+    for (int p = 0; p < P; ++p) {
+      if (d + p < cr.d1) {
+        tile_values<T, Mode>(a, y + int64_t(d + p - cr.d0) * L, c, b, d + p, &dst[p * N]);
+      } else {
+#pragma unroll
+        for (int q = p * N; q < p * N + N; ++q)
+#pragma unroll
+          for (int j = 0; j < kE; ++j) dst[q][j] = 0.f;
+      }
     }
-    TileScan<N, kStrict> ts;
-    scan_tile<N, kStrict>(c, v, in, ts, sh);
+  };
+  float v[NP][kE], next[NP][kE];
+  if (cr.rows() > 0) load(cr.d0, v);
+  for (int d = cr.d0; d < cr.d1; d += P) {
+    if (d + P < cr.d1) load(d + P, next);  // in flight meanwhile
+    Carries<NP> in = zero_carries<NP>();
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (d + p >= cr.d1) continue;
+      const float* cin = a.tile_in + ((int64_t(b) * rows + d + p) * env.tiles + k) * kTileCarry;
+#pragma unroll
+      for (int q = 0; q < N; ++q) {
+        in.il[p * N + q] = cin[q];
+        in.sl[p * N + q] = cin[N + q];
+        in.ir[p * N + q] = cin[2 * N + q];
+        in.sr[p * N + q] = cin[3 * N + q];
+      }
+    }
+    TileScan<NP, kStrict> ts;
+    scan_tile<NP, kStrict>(c, v, in, ts, sh);
     const int64_t row = (int64_t(b) * rows + d) * L;
     if constexpr (Mode == TileMode::kNorm) {
       float o[kE];
@@ -253,10 +275,14 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
       for (int j = 0; j < kE; ++j) o[j] = 1.f / (ts.il[0][j] + ts.gx[0][j]);
       store_run<float, kE>(a.inv_z + row, c.s, L, o);
     } else if constexpr (Mode == TileMode::kFwd) {
-      float o[kE];
 #pragma unroll
-      for (int j = 0; j < kE; ++j) o[j] = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
-      store_run<T, kE>(static_cast<T*>(a.out) + row, c.s, L, o);
+      for (int p = 0; p < P; ++p) {
+        if (d + p >= cr.d1) continue;
+        float o[kE];
+#pragma unroll
+        for (int j = 0; j < kE; ++j) o[j] = (ts.il[p][j] + ts.gx[p][j]) * c.invz[j];
+        store_run<T, kE>(static_cast<T*>(a.out) + row + int64_t(p) * L, c.s, L, o);
+      }
     } else if constexpr (Mode == TileMode::kKeygrad) {
       emit_key_gradient(a, b, c, v, ts);
     } else {
@@ -274,7 +300,7 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
         store_run<float, kE>(a.dybuf + row, c.s, L, dy);
       }
     }
-    move_values<N>(v, next);
+    move_values<NP>(v, next);
   }
   if constexpr (kBwd) {
     float* part = a.part + (int64_t(b) * gridDim.y + blockIdx.y) * 2 * L;
