@@ -110,7 +110,12 @@ enum class TileMode {
   kBwd,      // dybuf and part, from the sorted tokens in ybuf
   kKeygrad,  // dk or dscores from qc
 };
+constexpr int kTileThreads = 128;  // threads of a tile kernel's block (kE positions each)
+constexpr int kTileStages = 4;     // rows of a tile in shared memory (3 in flight)
 void configure_tiles(Args& a, bool bwd);
+inline size_t tile_smem_bytes(const Args& a) {  // the staged rows (y, g) of the tile kernels
+  return size_t(a.stages) * (a.g_smem ? 2 : 1) * size_t(a.tile) * dtype_size(a.dtype);
+}
 void launch_tiles(const Args& a, TileMode mode, cudaStream_t s);
 
 // General p (banded sums over sorted tokens in ybuf).

@@ -1,6 +1,7 @@
 // CUDA entry points of the SoftSort ops: launch configuration, workspace layout and the order of
 // the kernels (see softsort_scan.cu and softsort_band.cu for what each computes).
 #include <algorithm>
+#include <climits>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -17,7 +18,7 @@ namespace cuda_softsort {
 // Defined next to the kernels.
 const void* row_kernel_handle(DType dtype, RowKernel kind);
 const void* unpermute_kernel_handle(DType dtype);
-const void* tile_kernel_handle(DType dtype, bool bwd);
+const void* tile_kernel_handle(DType dtype, bool bwd, bool apply);
 int band_channel_tiles(int D);
 
 namespace {
@@ -244,14 +245,23 @@ void sync_check(const char* what) { cuda_check(cudaGetLastError(), what); }
 }  // namespace
 
 void configure_tiles(Args& a, bool bwd) {
-  // Tiles of 128 threads x kE positions: forward + backward of score_and_permute in bf16 at
+  // Tiles of kTileThreads = 128 threads x kE positions: forward + backward of score_and_permute in bf16 at
   // (4, 16384, 1536) and (2, 65536, 1536) took 3.28 / 6.50 ms, against 3.39 / 6.59 ms with 256
   // threads and 3.38 / 6.64 ms with 512 (H100).
-  a.threads = 128;
+  a.threads = kTileThreads;
   a.tile = a.threads * kE;
   a.tiles = (a.L + a.tile - 1) / a.tile;
-  const void* kernel = tile_kernel_handle(a.dtype, bwd);
-  const int slots = blocks_per_sm(kernel, a.threads, 0) * kernel_facts(kernel).sms;
+  a.stages = kTileStages;
+  a.g_smem = bwd && a.gl == 1;  // a broadcast or strided g is read directly
+  a.dx_smem = false;
+  a.dx_chunk = 0;
+  int per_sm = INT_MAX, sms = 1;
+  for (bool apply : {false, true}) {
+    const void* kernel = tile_kernel_handle(a.dtype, bwd, apply);
+    per_sm = std::min(per_sm, blocks_per_sm(kernel, a.threads, tile_smem_bytes(a)));
+    sms = kernel_facts(kernel).sms;
+  }
+  const int slots = per_sm * sms;
   // One wave of blocks over the tiles of the batch, each block a range of channels.
   a.groups = std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B * a.tiles, 1)));
   a.parts = a.groups;

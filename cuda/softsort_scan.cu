@@ -20,7 +20,7 @@ template <typename T> void launch_fwd_t(const Args& a, cudaStream_t s, size_t sm
 template <typename T> void launch_bwd_t(const Args& a, RowKernel kind, cudaStream_t s, size_t smem);
 template <typename T> const void* row_kernel_handle_t(RowKernel kind);
 template <typename T> void launch_tiles_t(const Args& a, TileMode mode, bool apply, cudaStream_t s);
-template <typename T> const void* tile_kernel_handle_t(bool bwd);
+template <typename T> const void* tile_kernel_handle_t(bool bwd, bool apply);
 
 namespace {
 
@@ -113,7 +113,11 @@ void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s) {
 void launch_tiles(const Args& a, TileMode mode, cudaStream_t s) {
   const bool channels = mode == TileMode::kFwd || mode == TileMode::kBwd;
   Args t = a;
-  if (!channels) t.groups = 1;
+  if (!channels) {  // one row per batch element, nothing staged
+    t.groups = 1;
+    t.stages = 0;
+    t.g_smem = false;
+  }
   auto pass = [&](bool apply) {
     if (!channels) return launch_tiles_t<float>(t, mode, apply, s);
     switch (t.dtype) {
@@ -129,11 +133,11 @@ void launch_tiles(const Args& a, TileMode mode, cudaStream_t s) {
   pass(true);
 }
 
-const void* tile_kernel_handle(DType dtype, bool bwd) {
+const void* tile_kernel_handle(DType dtype, bool bwd, bool apply) {
   switch (dtype) {
-    case DType::f16: return tile_kernel_handle_t<__half>(bwd);
-    case DType::bf16: return tile_kernel_handle_t<__nv_bfloat16>(bwd);
-    default: return tile_kernel_handle_t<float>(bwd);
+    case DType::f16: return tile_kernel_handle_t<__half>(bwd, apply);
+    case DType::bf16: return tile_kernel_handle_t<__nv_bfloat16>(bwd, apply);
+    default: return tile_kernel_handle_t<float>(bwd, apply);
   }
 }
 

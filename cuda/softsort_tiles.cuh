@@ -40,33 +40,51 @@ struct TileSeq {
   static constexpr int N = kStrict ? 2 : 1;  // sequences
 };
 
-// The tile's values of row d (zero past L).
-template <typename T, TileMode M>
-__device__ __forceinline__ void tile_values(const Args& a, const T* y, const Ctx& c, int b, int d,
-                                            float (*v)[kE] /* TileSeq<M>::N rows */) {
-  if constexpr (M == TileMode::kNorm || M == TileMode::kKeygrad) {
+// Values of a row without tokens (kNorm: ones; kKeygrad: ones and C), zero past L.
+__device__ __forceinline__ void batch_values(const Args& a, int b, const Ctx& c, TileMode mode,
+                                             float (*v)[kE]) {
 #pragma unroll
-    for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? 1.f : 0.f;
-  } else {
-    load_run<T, kE>(y, 1, c.s, a.L, v[0]);
-  }
-  if constexpr (M == TileMode::kBwd) {
-    const T* g = static_cast<const T*>(a.g) + b * a.gb + d * a.gd;
-    load_run<T, kE>(g, a.gl, c.s, a.L, v[1]);
-#pragma unroll
-    for (int j = 0; j < kE; ++j) v[1][j] *= c.invz[j];
-  }
-  if constexpr (M == TileMode::kKeygrad)  // C of qc
+  for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? 1.f : 0.f;
+  if (mode == TileMode::kKeygrad)  // C of qc
     load_run<float, kE>(a.qc + int64_t(b) * 2 * a.L + a.L, 1, c.s, a.L, v[1]);
 }
 
-template <int N>
-__device__ __forceinline__ void move_values(float (&v)[N][kE], const float (&next)[N][kE]) {
+// The channel rows of a block's tile (kFwd, kBwd): y, and in the backward g when it runs along
+// L, staged in shared memory a.stages - 1 rows ahead (RowPipe over the tile's positions).
+template <typename T, TileMode M>
+struct TileRows {
+  RowPipe<T> pipe;
+  int k0, n;  // first position of the tile, positions in it
+  const T* g;  // g of the first row at the tile's first position, when read from global memory
+  int64_t gl, gd;
+
+  __device__ TileRows(void* smem, const Args& a, int b, int k, const ChannelRange& cr)
+      : pipe(smem, a.stages, min(a.tile, a.L - k * a.tile), cr.rows(),
+             static_cast<const T*>(a.ybuf) + (int64_t(b) * a.D + cr.d0) * a.L + int64_t(k) * a.tile,
+             a.L,
+             a.g_smem ? static_cast<const T*>(a.g) + b * a.gb + cr.d0 * a.gd + int64_t(k) * a.tile
+                      : nullptr,
+             a.gd),
+        k0(k * a.tile), n(min(a.tile, a.L - k * a.tile)),
+        g(static_cast<const T*>(a.g) + b * a.gb + cr.d0 * a.gd + int64_t(k) * a.tile * a.gl),
+        gl(a.gl), gd(a.gd) {
+    pipe.prologue();
+  }
+
+  // The values of the block's row r (its rows in order). Block-wide.
+  __device__ void values(int r, const Ctx& c, float (*v)[kE]) {
+    const T* st = pipe.acquire(r);
+    load_run<T, kE>(st, 1, c.s - k0, n, v[0]);
+    if constexpr (M == TileMode::kBwd) {  // gh = g / Z
+      if (pipe.g)
+        load_run<T, kE>(st + n, 1, c.s - k0, n, v[1]);
+      else
+        load_run<T, kE>(g + r * gd, gl, c.s - k0, n, v[1]);
 #pragma unroll
-  for (int q = 0; q < N; ++q)
-#pragma unroll
-    for (int j = 0; j < kE; ++j) v[q][j] = next[q][j];
-}
+      for (int j = 0; j < kE; ++j) v[1][j] *= c.invz[j];
+    }
+  }
+};
 
 // Rows of the block: its channels, or the single row of a batch element.
 template <TileMode M>
@@ -84,6 +102,7 @@ __global__ void __launch_bounds__(kMaxThreads) tile_sums_kernel(const Args a) {
   constexpr bool kStrict = TileSeq<Mode>::kStrict;
   constexpr int D = TileSeq<Mode>::kChannels ? -1 : 1;  // rows per batch element (-1: a.D)
   constexpr int M = (kStrict ? 4 : 2) * N;  // sums per channel: IL, (SL,) IR, (SR) per sequence
+  extern __shared__ __align__(16) unsigned char dyn[];  // TileRows' stages
   __shared__ Shared<2> sh;
   __shared__ float red[2][M][kMaxThreads / 32];  // per-warp sums, two buffers (by channel)
   __shared__ int runs[2];  // the last run start and the first run end of the tile
@@ -149,11 +168,13 @@ __global__ void __launch_bounds__(kMaxThreads) tile_sums_kernel(const Args a) {
     }
   }
 
-  const T* y = static_cast<const T*>(a.ybuf) + (int64_t(b) * rows + cr.d0) * a.L;
-  float v[N][kE], next[N][kE];
-  if (cr.rows() > 0) tile_values<T, Mode>(a, y, c, b, cr.d0, v);
-  for (int d = cr.d0; d < cr.d1; ++d, y += a.L) {
-    if (d + 1 < cr.d1) tile_values<T, Mode>(a, y + a.L, c, b, d + 1, next);  // in flight meanwhile
+  TileRows<T, Mode> tile_rows_of_block(dyn, a, b, k, cr);
+  for (int d = cr.d0; d < cr.d1; ++d) {
+    float v[N][kE];
+    if constexpr (TileSeq<Mode>::kChannels)
+      tile_rows_of_block.values(d - cr.d0, c, v);
+    else
+      batch_values(a, b, c, Mode, v);
     float sum[M];
 #pragma unroll
     for (int q = 0; q < N; ++q) {
@@ -195,7 +216,6 @@ __global__ void __launch_bounds__(kMaxThreads) tile_sums_kernel(const Args a) {
         out[(kind == 0 ? N : 3 * N) + q] = 0.f;
       }
     }
-    move_values<N>(v, next);
   }
 }
 
@@ -208,10 +228,11 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
   // idle between dependent steps, so it takes two rows (channels) per scan.
   constexpr int P = Mode == TileMode::kFwd ? 2 : 1;
   constexpr int NP = N * P;
+  extern __shared__ __align__(16) unsigned char dyn[];  // TileRows' stages
   __shared__ Shared<NP> sh;
   // Backward: the thread's sums of q and c over the block's channels (shared memory, not
   // registers: the scans need those).
-  __shared__ float qc_acc[kBwd ? 2 : 1][kBwd ? kE : 1][kBwd ? kMaxThreads : 1];
+  __shared__ float qc_acc[kBwd ? 2 : 1][kBwd ? kE : 1][kBwd ? kTileThreads : 1];
   const int k = int(blockIdx.x), b = int(blockIdx.z), L = a.L;
   const ChannelRange cr = tile_rows<Mode>(a);
   const int rows = TileSeq<Mode>::kChannels ? a.D : 1;
@@ -234,25 +255,22 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
   if constexpr (kBwd)
 #pragma unroll
     for (int j = 0; j < kE; ++j) qc_acc[0][j][threadIdx.x] = qc_acc[1][j][threadIdx.x] = 0.f;
-  const T* y = static_cast<const T*>(a.ybuf) + (int64_t(b) * rows + cr.d0) * L;
-  // The values of rows d .. d + P - 1 (zero past the block's rows).
-  auto load = [&](int d, float (&dst)[NP][kE]) {
+  TileRows<T, Mode> tile_rows_of_block(dyn, a, b, k, cr);
+  for (int d = cr.d0; d < cr.d1; d += P) {
+    float v[NP][kE];  // rows d .. d + P - 1 (zero past the block's rows)
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      if (d + p < cr.d1) {
-        tile_values<T, Mode>(a, y + int64_t(d + p - cr.d0) * L, c, b, d + p, &dst[p * N]);
+      if constexpr (!TileSeq<Mode>::kChannels) {
+        batch_values(a, b, c, Mode, &v[p * N]);
+      } else if (d + p < cr.d1) {
+        tile_rows_of_block.values(d + p - cr.d0, c, &v[p * N]);
       } else {
 #pragma unroll
         for (int q = p * N; q < p * N + N; ++q)
 #pragma unroll
-          for (int j = 0; j < kE; ++j) dst[q][j] = 0.f;
+          for (int j = 0; j < kE; ++j) v[q][j] = 0.f;
       }
     }
-  };
-  float v[NP][kE], next[NP][kE];
-  if (cr.rows() > 0) load(cr.d0, v);
-  for (int d = cr.d0; d < cr.d1; d += P) {
-    if (d + P < cr.d1) load(d + P, next);  // in flight meanwhile
     Carries<NP> in = zero_carries<NP>();
 #pragma unroll
     for (int p = 0; p < P; ++p) {
@@ -300,7 +318,6 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
         store_run<float, kE>(a.dybuf + row, c.s, L, dy);
       }
     }
-    move_values<NP>(v, next);
   }
   if constexpr (kBwd) {
     float* part = a.part + (int64_t(b) * gridDim.y + blockIdx.y) * 2 * L;
@@ -320,35 +337,39 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
 template <typename T>
 void launch_tiles_t(const Args& a, TileMode mode, bool apply, cudaStream_t s) {
   const dim3 grid(a.tiles, a.groups, a.B);
+  const size_t smem = tile_smem_bytes(a);
   if constexpr (std::is_same_v<T, float>) {
     if (mode == TileMode::kNorm) {
-      if (apply) tile_apply_kernel<float, TileMode::kNorm><<<grid, a.threads, 0, s>>>(a);
-      else tile_sums_kernel<float, TileMode::kNorm><<<grid, a.threads, 0, s>>>(a);
+      if (apply) tile_apply_kernel<float, TileMode::kNorm><<<grid, a.threads, smem, s>>>(a);
+      else tile_sums_kernel<float, TileMode::kNorm><<<grid, a.threads, smem, s>>>(a);
       return;
     }
     if (mode == TileMode::kKeygrad) {
-      if (apply) tile_apply_kernel<float, TileMode::kKeygrad><<<grid, a.threads, 0, s>>>(a);
-      else tile_sums_kernel<float, TileMode::kKeygrad><<<grid, a.threads, 0, s>>>(a);
+      if (apply) tile_apply_kernel<float, TileMode::kKeygrad><<<grid, a.threads, smem, s>>>(a);
+      else tile_sums_kernel<float, TileMode::kKeygrad><<<grid, a.threads, smem, s>>>(a);
       return;
     }
   }
   switch (mode) {
     case TileMode::kFwd:
-      if (apply) tile_apply_kernel<T, TileMode::kFwd><<<grid, a.threads, 0, s>>>(a);
-      else tile_sums_kernel<T, TileMode::kFwd><<<grid, a.threads, 0, s>>>(a);
+      if (apply) tile_apply_kernel<T, TileMode::kFwd><<<grid, a.threads, smem, s>>>(a);
+      else tile_sums_kernel<T, TileMode::kFwd><<<grid, a.threads, smem, s>>>(a);
       break;
     default:
-      if (apply) tile_apply_kernel<T, TileMode::kBwd><<<grid, a.threads, 0, s>>>(a);
-      else tile_sums_kernel<T, TileMode::kBwd><<<grid, a.threads, 0, s>>>(a);
+      if (apply) tile_apply_kernel<T, TileMode::kBwd><<<grid, a.threads, smem, s>>>(a);
+      else tile_sums_kernel<T, TileMode::kBwd><<<grid, a.threads, smem, s>>>(a);
       break;
   }
 }
 
-// The apply kernel of a direction (the heavier of the two), for the occupancy query.
+// The kernels of a direction, for the occupancy query.
 template <typename T>
-const void* tile_kernel_handle_t(bool bwd) {
-  return bwd ? reinterpret_cast<const void*>(&tile_apply_kernel<T, TileMode::kBwd>)
-             : reinterpret_cast<const void*>(&tile_apply_kernel<T, TileMode::kFwd>);
+const void* tile_kernel_handle_t(bool bwd, bool apply) {
+  if (bwd)
+    return apply ? reinterpret_cast<const void*>(&tile_apply_kernel<T, TileMode::kBwd>)
+                 : reinterpret_cast<const void*>(&tile_sums_kernel<T, TileMode::kBwd>);
+  return apply ? reinterpret_cast<const void*>(&tile_apply_kernel<T, TileMode::kFwd>)
+               : reinterpret_cast<const void*>(&tile_sums_kernel<T, TileMode::kFwd>);
 }
 
 }  // namespace s6kit::cuda_softsort

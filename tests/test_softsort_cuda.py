@@ -161,12 +161,14 @@ def test_cpu_and_cuda_agree_in_float32():
 def test_gradient_of_a_sum():
     """out.sum() hands the backward a broadcast gradient (stride 0), as the benchmark does."""
     x, s, _ = token_inputs(2, 16, 3000, "random", seed=16)
-    w = torch.randn(16, dtype=torch.float64) * 0.3
-    for fn, other in ((s6kit.soft_permute, s), (s6kit.score_and_permute, w)):
-        xc = x.to(DEV, torch.float32).requires_grad_(True)
+    # Exact scores for score_and_permute (see exact_score_inputs): float32 on the GPU and float64
+    # here sort the same keys.
+    xw, w = exact_score_inputs(2, 16, 3000, torch.Generator().manual_seed(16), w_scale=0.3)
+    for fn, xin, other in ((s6kit.soft_permute, x, s), (s6kit.score_and_permute, xw, w)):
+        xc = xin.to(DEV, torch.float32).requires_grad_(True)
         oc = other.to(DEV, torch.float32).requires_grad_(True)
         got = torch.autograd.grad(fn(xc, oc).sum(), (xc, oc))
-        xr, orr = x.clone().requires_grad_(True), other.clone().requires_grad_(True)
+        xr, orr = xin.clone().requires_grad_(True), other.clone().requires_grad_(True)
         expected = torch.autograd.grad(fn(xr, orr).sum(), (xr, orr))
         for name, a, e in zip(("dx", "dother"), got, expected):
             assert_close(a, e, F32, f"{fn.__name__} {name}")
