@@ -122,7 +122,7 @@ fi
 step bench_python 150 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench scan --device cuda --scalar-A \
   --reps 30 --json '$OUT/bench_scan_python.json'"
 step bench_softsort 120 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
-  --json '$OUT/bench_softsort.json'"
+  --kernels --json '$OUT/bench_softsort.json'"
 step bench_train 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench train --device cuda --dtype bfloat16 \
   --steps 20 --reference-steps 2"
 
@@ -188,7 +188,7 @@ fi
   echo
   echo "## SoftSort and training step"
   echo '```'
-  tail -12 "$OUT/bench_softsort.log" 2>/dev/null | cut -c1-220
+  grep -v "^    " "$OUT/bench_softsort.log" 2>/dev/null | tail -12 | cut -c1-220
   tail -4 "$OUT/bench_train.log" 2>/dev/null | cut -c1-220
   echo '```'
   echo

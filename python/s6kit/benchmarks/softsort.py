@@ -56,6 +56,33 @@ def measure(fn, x, w, device, reps, tau=1.0, p=1.0):
     return ms, extra
 
 
+def kernel_times(x, w, tau=1.0, p=1.0, steps=3) -> list[tuple[str, float]]:
+    """(kernel, ms per forward + backward) of `score_and_permute` on CUDA, most time first, from
+    torch's profiler over `steps` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = x.detach().requires_grad_(True)
+    w = w.detach().requires_grad_(True)
+    _step(score_and_permute, x, w, tau, p)
+    torch.cuda.synchronize(x.device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            _step(score_and_permute, x, w, tau, p)
+        torch.cuda.synchronize(x.device)
+    rows = []
+    for e in prof.key_averages():
+        total = getattr(e, "device_time_total", 0.0)
+        if total > 0:
+            rows.append((_kernel_name(e.key), total / 1e3 / steps))
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def _kernel_name(key: str) -> str:
+    for noise in ("void ", "s6kit::cuda_softsort::", "(anonymous namespace)::", "at::native::"):
+        key = key.replace(noise, "")
+    return key.split("(s6kit::cuda_softsort::Args)")[0][:90]
+
+
 def _reference_fits(shape, elem, device) -> tuple[bool, float]:
     """Whether the paper's formulation may fit: P and about five P-sized temporaries."""
     batch, L, _ = shape
@@ -67,7 +94,7 @@ def _reference_fits(shape, elem, device) -> tuple[bool, float]:
 
 
 def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=True, tau=1.0,
-        p=1.0, json_path=None) -> list[dict]:
+        p=1.0, json_path=None, kernels=False) -> list[dict]:
     device = torch.device(device)
     if device.type == "cpu":
         torch.set_num_threads(threads)
@@ -111,6 +138,8 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
                     except torch.OutOfMemoryError:
                         row["reference"] = "out of memory"
                         torch.cuda.empty_cache()
+            if kernels and device.type == "cuda":
+                row["kernels"] = kernel_times(x, w, tau, p)
             del x, w
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -144,13 +173,17 @@ def _print_row(r):
     elif "reference" in r:
         line += f"  reference {r['reference']}"
     print(line, flush=True)
+    for name, ms in r.get("kernels", []):
+        print(f"    {ms:8.3f} ms  {name}", flush=True)
 
 
 def _cli(args):
     shapes = parse_shapes(args.shape)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.kernels and device != "cuda":
+        raise SystemExit("--kernels needs --device cuda")
     run(device, args.dtype, shapes, args.reps, args.threads, not args.no_reference, args.tau,
-        args.p, args.json)
+        args.p, args.json, args.kernels)
 
 
 def register(subparsers) -> None:
@@ -167,5 +200,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--no-reference", action="store_true", help="skip the materialised-P reference")
     p.add_argument("--json", help="write the rows to this file")
+    p.add_argument("--kernels", action="store_true",
+                   help="also print each CUDA kernel's time per forward + backward (profiler)")
     p.set_defaults(func=_cli)
 
