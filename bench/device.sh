@@ -3,7 +3,8 @@
 # scikit-build-core and pytest preinstalled). From the working tree it
 #   1. builds and installs s6kit with the CUDA backend (timed), and the C++ benchmarks with CMake;
 #   2. runs every test marked `cuda`;
-#   3. runs compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on small shapes;
+#   3. runs compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on small scan shapes, and
+#      memcheck, racecheck, synccheck on small SoftSort cases (bench/softsort_sanitize.py);
 #   4. runs the C++ scan benchmark (every anchor shape, bf16 and fp32; layout and split variants)
 #      and the Python harnesses (`s6kit bench scan / softsort / train --device cuda`);
 #   5. profiles the scan kernels at (8, 1536, 2048, 16) bf16 with Nsight Compute;
@@ -108,6 +109,12 @@ if [ -n "$SAN" ] && [ -x "$BENCH" ]; then
 else
   ROWS+=("| sanitizers | not run (compute-sanitizer or the bench binary missing) | 0 |")
 fi
+if [ -n "$SAN" ]; then  # the SoftSort kernels, through Python (only s6kit's kernels instrumented)
+  for tool in memcheck racecheck synccheck; do
+    step "sanitizer_softsort_$tool" 120 bash -c "cd '$OUT' && '$SAN' --tool $tool --error-exitcode 3 \
+      --filter kns=cuda_softsort '$PY' '$ROOT/bench/softsort_sanitize.py'"
+  done
+fi
 
 # ---- benchmarks -------------------------------------------------------------------------------
 if [ -x "$BENCH" ]; then
@@ -165,7 +172,8 @@ fi
   echo
   echo "## sanitizers"
   echo '```'
-  for tool in memcheck racecheck synccheck initcheck; do
+  for tool in memcheck racecheck synccheck initcheck softsort_memcheck softsort_racecheck \
+              softsort_synccheck; do
     f="$OUT/sanitizer_$tool.log"
     [ -f "$f" ] && echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$f" | sort | uniq -c | tr '\n' ';')"
   done
