@@ -112,7 +112,7 @@ fi
 if [ -n "$SAN" ]; then  # the SoftSort kernels, through Python (only s6kit's kernels instrumented)
   for tool in memcheck racecheck synccheck; do
     step "sanitizer_softsort_$tool" 120 bash -c "cd '$OUT' && '$SAN' --tool $tool --error-exitcode 3 \
-      --filter kns=cuda_softsort '$PY' '$ROOT/bench/softsort_sanitize.py'"
+      --kernel-name kns=cuda_softsort '$PY' '$ROOT/bench/softsort_sanitize.py'"
   done
 fi
 

@@ -1,7 +1,7 @@
 """Small SoftSort cases for compute-sanitizer (bench/device.sh): every CUDA kernel family of
 soft_permute and score_and_permute runs at least once, forward and backward.
 
-    compute-sanitizer --tool racecheck --filter kns=cuda_softsort python3 bench/softsort_sanitize.py
+    compute-sanitizer --tool racecheck --kernel-name kns=cuda_softsort python3 bench/softsort_sanitize.py
 
 Rows of one tile (L = 300) and of several (L = 5000, the tile kernels), p = 1 and p = 2, hard and
 soft, bfloat16 and float32, a full and a broadcast output gradient.
