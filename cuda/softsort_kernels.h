@@ -10,6 +10,10 @@
 
 namespace s6kit::cuda_softsort {
 
+constexpr int kE = 8;             // positions per thread of the row and tile kernels
+constexpr int kMaxThreads = 512;  // threads per block; a row kernel's tile is up to kMaxThreads * kE
+constexpr int kMaxStages = 4;     // rows staged in shared memory (cp_async_wait: up to 3 in flight)
+
 // p = 1 rows of several tiles (softsort_tiles.cuh). Floats per (batch element, channel, tile) in
 // tile_sums and tile_in: IL, SL, IR, SR of each of up to two sequences.
 constexpr int kTileCarry = 8;
@@ -110,8 +114,13 @@ enum class TileMode {
   kBwd,      // dybuf and part, from the sorted tokens in ybuf
   kKeygrad,  // dk or dscores from qc
 };
+// Whether a mode scans every channel of a block (else one row per batch element), and how many
+// sequences it scans (two with the strict sums of the score gradient).
+constexpr bool tile_mode_channels(TileMode m) { return m == TileMode::kFwd || m == TileMode::kBwd; }
+constexpr int tile_mode_sequences(TileMode m) {
+  return m == TileMode::kBwd || m == TileMode::kKeygrad ? 2 : 1;
+}
 constexpr int kTileThreads = 128;  // threads of a tile kernel's block (kE positions each)
-constexpr int kTileStages = 4;     // rows of a tile in shared memory (3 in flight)
 void configure_tiles(Args& a, bool bwd);
 inline size_t tile_smem_bytes(const Args& a) {  // the staged rows (y, g) of the tile kernels
   return size_t(a.stages) * (a.g_smem ? 2 : 1) * size_t(a.tile) * dtype_size(a.dtype);

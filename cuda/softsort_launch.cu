@@ -23,8 +23,6 @@ int band_channel_tiles(int D);
 
 namespace {
 
-constexpr int kE = 8, kMaxThreads = 512;
-constexpr int kMaxStages = 4;  // cp_async_wait handles up to 3 groups in flight
 constexpr size_t kSmemBudget = 200 * 1024;
 
 // Launch facts of the current device, queried once per device / kernel / shape and cached: a
@@ -218,7 +216,8 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
     // The sorted tokens sit in dx until the unpermute, which reads a row's tokens before it
     // writes the row (softsort_band.cu).
     a.ybuf = p.dx;
-    a.dybuf = carve.take<float>(int64_t(a.B) * a.D * a.L);
+    // K g / Z in sorted order; the p = 1 hard mode's dx is g through the permutation instead.
+    if (!(p.p_is_one && p.hard)) a.dybuf = carve.take<float>(int64_t(a.B) * a.D * a.L);
     a.perm32 = carve.take<int>(BL);
   }
   a.inv_z = carve.take<float>(BL);
@@ -245,13 +244,13 @@ void sync_check(const char* what) { cuda_check(cudaGetLastError(), what); }
 }  // namespace
 
 void configure_tiles(Args& a, bool bwd) {
-  // Tiles of kTileThreads = 128 threads x kE positions: forward + backward of score_and_permute in bf16 at
-  // (4, 16384, 1536) and (2, 65536, 1536) took 3.28 / 6.50 ms, against 3.39 / 6.59 ms with 256
-  // threads and 3.38 / 6.64 ms with 512 (H100).
+  // Tiles of kTileThreads = 128 threads x kE positions: forward + backward of score_and_permute
+  // in bf16 at (4, 16384, 1536) and (2, 65536, 1536) took 3.28 / 6.50 ms, against 3.39 / 6.59 ms
+  // with 256 threads and 3.38 / 6.64 ms with 512 (H100).
   a.threads = kTileThreads;
   a.tile = a.threads * kE;
   a.tiles = (a.L + a.tile - 1) / a.tile;
-  a.stages = kTileStages;
+  a.stages = kMaxStages;
   a.g_smem = bwd && a.gl == 1;  // a broadcast or strided g is read directly
   a.dx_smem = false;
   a.dx_chunk = 0;

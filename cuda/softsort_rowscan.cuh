@@ -28,11 +28,10 @@
 #include <climits>
 
 #include "softsort_device.cuh"
+#include "softsort_kernels.h"
 
 namespace s6kit::cuda_softsort {
 
-constexpr int kE = 8;             // positions per thread
-constexpr int kMaxThreads = 512;  // threads per block; a tile holds up to kMaxThreads * kE positions
 
 // What every channel of a batch element shares, for one thread and one tile.
 struct Ctx {

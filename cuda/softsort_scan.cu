@@ -111,7 +111,7 @@ void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s) {
 }
 
 void launch_tiles(const Args& a, TileMode mode, cudaStream_t s) {
-  const bool channels = mode == TileMode::kFwd || mode == TileMode::kBwd;
+  const bool channels = tile_mode_channels(mode);
   Args t = a;
   if (!channels) {  // one row per batch element, nothing staged
     t.groups = 1;
@@ -127,7 +127,7 @@ void launch_tiles(const Args& a, TileMode mode, cudaStream_t s) {
     }
   };
   const int rows = channels ? t.D : 1;
-  const int n = mode == TileMode::kBwd || mode == TileMode::kKeygrad ? 2 : 1;
+  const int n = tile_mode_sequences(mode);
   pass(false);
   tile_chain_kernel<<<dim3((rows * n * 2 + 127) / 128, t.B), 128, 0, s>>>(t, rows, n);
   pass(true);

@@ -35,9 +35,9 @@ namespace s6kit::cuda_softsort {
 
 template <TileMode M>
 struct TileSeq {
-  static constexpr bool kChannels = M == TileMode::kFwd || M == TileMode::kBwd;  // else one row
-  static constexpr bool kStrict = M == TileMode::kBwd || M == TileMode::kKeygrad;
-  static constexpr int N = kStrict ? 2 : 1;  // sequences
+  static constexpr bool kChannels = tile_mode_channels(M);  // else one row per batch element
+  static constexpr int N = tile_mode_sequences(M);
+  static constexpr bool kStrict = N == 2;  // the second sequence comes with the strict sums
 };
 
 // Values of a row without tokens (kNorm: ones; kKeygrad: ones and C), zero past L.
@@ -86,10 +86,14 @@ struct TileRows {
   }
 };
 
-// Rows of the block: its channels, or the single row of a batch element.
+// Rows per batch element (its channels, or one), and the block's share of them.
+template <TileMode M>
+__device__ __forceinline__ int tile_row_count(const Args& a) {
+  return TileSeq<M>::kChannels ? a.D : 1;
+}
 template <TileMode M>
 __device__ __forceinline__ ChannelRange tile_rows(const Args& a) {
-  return ChannelRange(TileSeq<M>::kChannels ? a.D : 1, int(blockIdx.y), int(gridDim.y));
+  return ChannelRange(tile_row_count<M>(a), int(blockIdx.y), int(gridDim.y));
 }
 
 // Sums a tile passes on, with zero carries: IL at its last position e and IR at its first
@@ -100,7 +104,6 @@ template <typename T, TileMode Mode>
 __global__ void __launch_bounds__(kMaxThreads) tile_sums_kernel(const Args a) {
   constexpr int N = TileSeq<Mode>::N;
   constexpr bool kStrict = TileSeq<Mode>::kStrict;
-  constexpr int D = TileSeq<Mode>::kChannels ? -1 : 1;  // rows per batch element (-1: a.D)
   constexpr int M = (kStrict ? 4 : 2) * N;  // sums per channel: IL, (SL,) IR, (SR) per sequence
   extern __shared__ __align__(16) unsigned char dyn[];  // TileRows' stages
   __shared__ Shared<2> sh;
@@ -109,7 +112,7 @@ __global__ void __launch_bounds__(kMaxThreads) tile_sums_kernel(const Args a) {
   const int k = int(blockIdx.x), b = int(blockIdx.z);
   const int lane = int(threadIdx.x) & 31, wid = int(threadIdx.x) >> 5, nw = int(blockDim.x) >> 5;
   const ChannelRange cr = tile_rows<Mode>(a);
-  const int rows = D < 0 ? a.D : D;
+  const int rows = tile_row_count<Mode>(a);
   const RowEnv env = make_env(a, b, Mode == TileMode::kBwd);
   if (!row_finite(env)) return;  // tile_apply and the kernels after it write the NaNs
   if (threadIdx.x == 0) {
@@ -235,7 +238,7 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
   __shared__ float qc_acc[kBwd ? 2 : 1][kBwd ? kE : 1][kBwd ? kTileThreads : 1];
   const int k = int(blockIdx.x), b = int(blockIdx.z), L = a.L;
   const ChannelRange cr = tile_rows<Mode>(a);
-  const int rows = TileSeq<Mode>::kChannels ? a.D : 1;
+  const int rows = tile_row_count<Mode>(a);
   const RowEnv env = make_env(a, b, Mode == TileMode::kFwd || kBwd);
   Ctx c;
   c.s = k * env.tile + int(threadIdx.x) * kE;
