@@ -6,7 +6,8 @@
 #   3. runs compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on small scan shapes, and
 #      memcheck and synccheck on small SoftSort cases (bench/softsort_sanitize.py);
 #   4. runs the C++ scan benchmark (every anchor shape, bf16 and fp32; layout and split variants)
-#      and the Python harnesses (`s6kit bench scan / softsort / train --device cuda`);
+#      and the Python harnesses (`s6kit bench scan / softsort / train --device cuda`; softsort
+#      also with a dense output gradient);
 #   5. profiles the scan kernels at (8, 1536, 2048, 16) bf16 with Nsight Compute;
 # and writes logs, JSON and summary.md into "${OUT:-bench/results/latest}". Every step runs even
 # when an earlier one failed (its status is recorded); the whole run stays within BUDGET_S
@@ -132,6 +133,8 @@ step bench_python 150 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench scan --devi
   --reps 30 --json '$OUT/bench_scan_python.json'"
 step bench_softsort 120 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
   --kernels --json '$OUT/bench_softsort.json'"
+step bench_softsort_dense 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
+  --dense-grad --no-reference --kernels --json '$OUT/bench_softsort_dense.json'"
 step bench_train 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench train --device cuda --dtype bfloat16 \
   --steps 20 --reference-steps 2"
 
@@ -198,6 +201,7 @@ fi
   echo "## SoftSort and training step"
   echo '```'
   grep -v "^    " "$OUT/bench_softsort.log" 2>/dev/null | tail -12 | cut -c1-220
+  grep -v "^    " "$OUT/bench_softsort_dense.log" 2>/dev/null | tail -12 | cut -c1-220
   tail -4 "$OUT/bench_train.log" 2>/dev/null | cut -c1-220
   echo '```'
   echo

@@ -3,8 +3,9 @@ soft_permute and score_and_permute runs at least once, forward and backward.
 
     compute-sanitizer --tool memcheck --kernel-name kns=cuda_softsort python3 bench/softsort_sanitize.py
 
-Rows of one tile (L = 300) and of several (L = 5000, the tile kernels), p = 1 and p = 2, hard and
-soft, bfloat16 and float32, a full and a broadcast output gradient.
+Rows of one tile (L = 37, rows that are not whole 16-byte chunks, and L = 300) and of several
+(L = 5000, the tile kernels), p = 1 and p = 2, hard and soft, bfloat16 and float32, a full and a
+broadcast output gradient.
 """
 import torch
 
@@ -13,7 +14,7 @@ import s6kit
 
 def main() -> None:
     gen = torch.Generator().manual_seed(0)
-    for L in (300, 5000):
+    for L in (37, 300, 5000):
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.randn(2, 8, L, generator=gen).to("cuda", dtype)
             scores = torch.randn(2, L, generator=gen).cuda()

@@ -1,7 +1,11 @@
-// Small CUDA kernels of the SoftSort ops: importance scores, and the fixed-order reductions of the
-// per-group partial sums (deterministic: no atomics).
+// Small CUDA kernels of the SoftSort ops: importance scores, the end of the backward of rows of
+// one tile (token order, score_and_permute's score term), and the fixed-order reductions of the per-group partial sums (deterministic: no
+// atomics).
+#include <algorithm>
+
+#include "cuda_check.h"
 #include "softsort_kernels.h"
-#include "softsort_rowscan.cuh"
+#include "softsort_rows.cuh"
 
 namespace s6kit::cuda_softsort {
 namespace {
@@ -33,6 +37,59 @@ __global__ void __launch_bounds__(256) scores_kernel(const T* x, int64_t xb, int
     float sum = 0.f;
     for (int z = 0; z < kScoreLanes; ++z) sum += red[z][threadIdx.x];
     scores[int64_t(b) * L + l0 + threadIdx.x] = sum;
+  }
+}
+
+// The end of the backward of rows of one tile: the sweep left K (g / Z) in sorted order in dx;
+// row (b, d) is put back into token order through shared memory (inv: the sorted position of each
+// token, from keygrad), and score_and_permute (kWithW) adds the gradient through the scores
+// s_l = <w, x_l>, given ds = dLoss / ds in token order:
+//   dx[b, d, l] = K(g / Z)[b, d, inv[b, l]] + ds[b, l] w[d]
+//   dw_part[b, d] = sum_l ds[b, l] x[b, d, l]
+// One block per row; the row's ds and inv stay in L2. 16-bit dx is rounded twice with w (the
+// sweep's part, then the sum): an extra error of at most half a unit in the last place of the
+// sweep's part.
+template <typename T, bool kWithW>
+__global__ void __launch_bounds__(kFinishThreads) finish_dx_kernel(const Args a) {
+  extern __shared__ __align__(16) unsigned char dyn[];
+  __shared__ float red[32];
+  T* const sorted = reinterpret_cast<T*>(dyn);
+  const int L = a.L, D = a.D;
+  const int64_t r = blockIdx.x;  // (b, d)
+  const int b = int(r / D), d = int(r % D);
+  T* const dxr = static_cast<T*>(a.dx) + r * L;
+  const int* const inv = a.inv_perm + int64_t(b) * L;
+  copy_row(sorted, dxr, L);
+  __syncthreads();
+  const T* xr = nullptr;
+  const float* dsr = nullptr;
+  float wd = 0.f, acc = 0.f;
+  if constexpr (kWithW) {
+    xr = static_cast<const T*>(a.x) + b * a.xb + d * a.xd;
+    dsr = a.dk + int64_t(b) * L;
+    wd = a.w[d];
+  }
+  for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
+    int from[kE];
+    load_indices<kE>(inv, s, L, 0, from);
+    float v[kE];
+#pragma unroll
+    for (int j = 0; j < kE; ++j) v[j] = to_f(sorted[from[j]]);
+    if constexpr (kWithW) {
+      float xv[kE], sv[kE];
+      load_run<T, kE>(xr, 1, s, L, xv);
+      load_run<float, kE>(dsr, 1, s, L, sv);
+#pragma unroll
+      for (int j = 0; j < kE; ++j) {
+        acc = fmaf(sv[j], xv[j], acc);
+        v[j] = fmaf(sv[j], wd, v[j]);
+      }
+    }
+    store_run<T, kE>(dxr, s, L, v);
+  }
+  if constexpr (kWithW) {
+    acc = block_sum(acc, red);
+    if (threadIdx.x == 0) a.dw_part[r] = acc;
   }
 }
 
@@ -80,6 +137,28 @@ void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float*
     default:
       scores_kernel<float><<<grid, 256, 0, s>>>(static_cast<const float*>(x), xb, xd, w, scores, D, L);
       break;
+  }
+}
+
+void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s) {
+  const int threads = std::min(kFinishThreads, std::max(32, (a.L + kE - 1) / kE + 31) / 32 * 32);
+  const size_t smem = size_t(a.L) * dtype_size(a.dtype);
+  const unsigned blocks = unsigned(int64_t(a.B) * a.D);
+  auto run = [&](auto kernel) {
+    if (smem > 48 * 1024)
+      cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      int(smem)),
+                 "cudaFuncSetAttribute");
+    kernel<<<blocks, threads, smem, s>>>(a);
+  };
+  switch (a.dtype) {
+    case DType::f16:
+      return with_w ? run(finish_dx_kernel<__half, true>) : run(finish_dx_kernel<__half, false>);
+    case DType::bf16:
+      return with_w ? run(finish_dx_kernel<__nv_bfloat16, true>)
+                    : run(finish_dx_kernel<__nv_bfloat16, false>);
+    default:
+      return with_w ? run(finish_dx_kernel<float, true>) : run(finish_dx_kernel<float, false>);
   }
 }
 

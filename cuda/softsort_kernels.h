@@ -39,7 +39,6 @@ struct Args {
   int groups = 1;      // channel groups per batch element: grid (groups, B)
   int stages = 0;      // x rows staged in shared memory per block (0: gathered from global)
   bool g_smem = false;   // backward: the g rows staged with the x rows
-  bool dx_smem = false;  // dx rows assembled in shared memory before the store
   int dx_chunk = 0;      // unpermute: dx positions assembled in shared memory at a time
 
   const void* x = nullptr;  int64_t xb = 0, xd = 0;
@@ -60,7 +59,9 @@ struct Args {
   float* part = nullptr;        // (B, parts, 2, L): per channel group sums q_i, c_i
   int parts = 1;                // channel groups writing `part`
   float* qc = nullptr;          // (B, 2, L): Q_i, C_i
-  float* dk = nullptr;          // (B, L): dLoss / dkey in sorted order
+  float* dk = nullptr;          // (B, L): dLoss / dkey in sorted order (score_and_permute on
+                                //   rows of one tile: dLoss / dscores in token order)
+  int* inv_perm = nullptr;      // (B, L): the sorted position of each token (rows of one tile)
   float* dw_part = nullptr;     // (B, D)
   // p = 1 rows of several tiles, tiles in parallel (softsort_tiles.cuh):
   float* tile_sums = nullptr;   // (B, D, tiles, kTileCarry): the sums each tile passes on
@@ -86,9 +87,9 @@ struct RankArgs {
 int64_t rank_workspace_bytes(int B, int L, bool with_w);
 void launch_rank(const RankArgs& a, void* workspace, cudaStream_t s);
 
-enum class RowKernel { kFwd, kBwdPartials, kBwdPartialsDx, kBwdDxScore, kGather, kUnpermute };
+enum class RowKernel { kFwd, kBwd, kGather, kUnpermute };
 
-// Fills threads / tile / tiles / groups / stages / g_smem / dx_smem / dx_chunk of `a` for `kind` on
+// Fills threads / tile / tiles / groups / stages / g_smem / dx_chunk of `a` for `kind` on
 // the current device (deterministic: the workspace size follows from it).
 void configure_rows(Args& a, RowKernel kind);
 
@@ -97,10 +98,14 @@ size_t row_smem_bytes(const Args& a);
 
 // p = 1.
 void launch_fwd(const Args& a, cudaStream_t s);                // out (or the gather with hard)
-void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s);
-void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores from qc (1 tile)
+void launch_bwd(const Args& a, cudaStream_t s);                // the sweep: sorted dx, part
+void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores (and inv_perm) from qc (1 tile)
 void launch_reduce_qc(const Args& a, cudaStream_t s);          // part -> qc
 void launch_reduce_dw(const Args& a, cudaStream_t s);          // dw_part -> dw
+// Rows of one tile: dx from the sweep's sorted order into token order through inv_perm, and with
+// w the score term dx += ds w and dw_part, from the scores' gradient ds (token order, in dk).
+constexpr int kFinishThreads = 256;
+void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s);
 void launch_narrow_perm(const Args& a, cudaStream_t s);        // perm -> perm32
 void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
                    int D, int L, DType dtype, cudaStream_t s);

@@ -167,8 +167,8 @@ FwdPlan plan_fwd(const SoftSortParams& p, void* ws) {
 
 struct BwdPlan {
   Args a;               // common arguments and buffers
-  Args sweep, second;   // p = 1 single tiles: the partial sweep and score_and_permute's second
-                        // sweep; sorted tokens: `second` is their gather
+  Args sweep;           // p = 1 single tiles: the sweep
+  Args gather;          // sorted tokens: their gather
   Args tiles;           // p = 1 rows of several tiles
   bool sorted = false;  // tokens gathered into sorted order (general p, p = 1 several tiles)
   int64_t bytes = 0;
@@ -192,19 +192,16 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
   f.sorted = !p.p_is_one || several_tiles(p.seqlen);
   if (!f.sorted) {
     f.sweep = a;
-    configure_rows(f.sweep, p.with_w ? RowKernel::kBwdPartials : RowKernel::kBwdPartialsDx);
+    configure_rows(f.sweep, RowKernel::kBwd);
     f.sweep.parts = f.sweep.groups;
-    if (p.with_w) {
-      f.second = a;
-      configure_rows(f.second, RowKernel::kBwdDxScore);
-    }
     a.threads = f.sweep.threads;
     a.tile = f.sweep.tile;
     a.tiles = f.sweep.tiles;
     a.parts = f.sweep.parts;
+    a.inv_perm = carve.take<int>(BL);  // for finish_dx
   } else {
-    f.second = a;
-    configure_rows(f.second, RowKernel::kGather);  // the gather of the tokens
+    f.gather = a;
+    configure_rows(f.gather, RowKernel::kGather);
     if (p.p_is_one) {
       f.tiles = a;
       configure_tiles(f.tiles, true);
@@ -225,7 +222,7 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
   a.qc = carve.take<float>(BL * 2);
   a.dk = carve.take<float>(BL);
   a.dw_part = carve.take<float>(int64_t(a.B) * a.D);
-  for (Args* k : {&f.sweep, &f.second, &f.tiles}) {
+  for (Args* k : {&f.sweep, &f.gather, &f.tiles}) {
     k->inv_z = a.inv_z;
     k->part = a.part;
     k->qc = a.qc;
@@ -234,6 +231,7 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
     k->ybuf = a.ybuf;
     k->dybuf = a.dybuf;
     k->perm32 = a.perm32;
+    k->inv_perm = a.inv_perm;
   }
   f.bytes = carve.used();
   return f;
@@ -252,7 +250,6 @@ void configure_tiles(Args& a, bool bwd) {
   a.tiles = (a.L + a.tile - 1) / a.tile;
   a.stages = kMaxStages;
   a.g_smem = bwd && a.gl == 1;  // a broadcast or strided g is read directly
-  a.dx_smem = false;
   a.dx_chunk = 0;
   int per_sm = INT_MAX, sms = 1;
   for (bool apply : {false, true}) {
@@ -278,24 +275,19 @@ void configure_rows(Args& a, RowKernel kind) {
   const KernelFacts facts = kernel_facts(kernel);
   const size_t row = size_t(L) * dtype_size(a.dtype);
   const int fit = int(std::min<size_t>(facts.smem_limit / row, 16));  // rows that fit
-  const bool sweep = kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx ||
-                     kind == RowKernel::kBwdDxScore;
-  const bool writes_dx = kind != RowKernel::kBwdPartials && (sweep || kind == RowKernel::kUnpermute);
+  const bool sweep = kind == RowKernel::kBwd;
   a.dx_chunk = 0;
-  // Shared memory goes first to one staged x row (the gather source), then to the dx row (the
-  // scatter target), then to the g rows of the sweeps (when g runs along L; a broadcast
+  // Shared memory goes to the unpermute's dx row (the scatter target), or first to one staged x
+  // row (the gather source), then to the g rows of the sweep (when g runs along L; a broadcast
   // gradient, stride 0, is read directly), then to more stages.
   if (kind == RowKernel::kUnpermute) {  // rows longer than shared memory go in chunks
     a.stages = 0;
     a.g_smem = false;
-    a.dx_smem = true;
     const int most = int(facts.smem_limit / dtype_size(a.dtype)) / kE * kE;
     a.dx_chunk = fit >= 1 ? L : std::max(kE, most);
   } else {
-    a.dx_smem = writes_dx && fit >= 2;
-    const int room = fit - (a.dx_smem ? 1 : 0);
-    a.g_smem = sweep && a.gl == 1 && room >= 2;
-    a.stages = std::min(kMaxStages, room / (a.g_smem ? 2 : 1));
+    a.g_smem = sweep && a.gl == 1 && fit >= 2;
+    a.stages = std::min(kMaxStages, fit / (a.g_smem ? 2 : 1));
   }
   const size_t dyn = row_smem_bytes(a);
   const int slots = blocks_per_sm(kernel, a.threads, dyn) * facts.sms;
@@ -303,7 +295,7 @@ void configure_rows(Args& a, RowKernel kind) {
   // sums of the backward sweep take 8 bytes per position and block: with at least 16 / (bytes
   // per token element) channels per block they stay within half the size of the tokens.
   a.groups = std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B, 1)));
-  if (kind == RowKernel::kBwdPartials || kind == RowKernel::kBwdPartialsDx) {
+  if (sweep) {
     const int min_channels = std::max(1, 16 / int(dtype_size(a.dtype)));
     a.groups = std::max(1, std::min(a.groups, a.D / min_channels));
   }
@@ -415,18 +407,20 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
                "cudaMemsetAsync");
   if (!f.sorted) {  // p = 1, single tiles (they normalise in the row kernels)
     if (!no_channels) {
-      launch_bwd(f.sweep, p.with_w ? RowKernel::kBwdPartials : RowKernel::kBwdPartialsDx, s);
+      launch_bwd(f.sweep, s);
       launch_reduce_qc(a, s);
     }
-    launch_keygrad(a, s);
-    if (p.with_w && !no_channels) {
-      launch_bwd(f.second, RowKernel::kBwdDxScore, s);
-      launch_reduce_dw(a, s);
+    Args kg = a;
+    if (p.with_w) kg.dscores = a.dk;  // ds in token order, for the score term
+    launch_keygrad(kg, s);
+    if (!no_channels) {
+      launch_finish_dx(a, p.with_w, s);
+      if (p.with_w) launch_reduce_dw(a, s);
     }
   } else {  // over sorted tokens: scans of tiles (p = 1) or banded sums (general p)
     launch_narrow_perm(a, s);  // for the gather and the unpermute
     if (!no_channels) {
-      Args gather = f.second;
+      Args gather = f.gather;
       gather.hard = true;
       gather.out = a.ybuf;
       launch_fwd(gather, s);

@@ -4,20 +4,21 @@
 // softsort_rowscan.cuh.
 //
 // Backward, per batch element (cpp/include/s6kit/softsort_params.h has the math):
-//   sweep (kBwdPartials / kBwdPartialsDx): per channel, y = x[perm] and gh = g / Z are scanned;
-//     every block adds q_i = gh_i (SR - SL)[y]_i + y_i (SR - SL)[gh]_i and c_i = gh_i out_i over
-//     its channels into its slice of `part` (and writes dx = K gh unpermuted, soft_permute);
+//   sweep (bwd_kernel): per channel, y = x[perm] and gh = g / Z are scanned; K gh is written to
+//     dx in sorted order, and every block adds q_i = gh_i (SR - SL)[y]_i + y_i (SR - SL)[gh]_i
+//     and c_i = gh_i out_i over its channels into its slice of `part`;
 //   reduce_qc: Q_i, C_i = sums over the slices;
-//   keygrad: dk_i = -(Q_i - C_i (SR - SL)[1]_i - (SR - SL)[C]_i) / tau, scattered into dscores
-//     (soft_permute) or kept for the
-//   sweep (kBwdDxScore, score_and_permute): dx = K gh (unpermuted) + dscores w, dw partials.
+//   keygrad: dk_i = -(Q_i - C_i (SR - SL)[1]_i - (SR - SL)[C]_i) / tau, scattered by the
+//     permutation into the scores' gradient ds (token order), and the inverse permutation;
+//   finish_dx (softsort_aux.cu): dx into token order, and for score_and_permute dx += ds w and
+//     the partials of dw = sum ds x.
 #include "softsort_rows.cuh"
 
 namespace s6kit::cuda_softsort {
 
 // Instantiated in softsort_scan_<dtype>.cu.
 template <typename T> void launch_fwd_t(const Args& a, cudaStream_t s, size_t smem);
-template <typename T> void launch_bwd_t(const Args& a, RowKernel kind, cudaStream_t s, size_t smem);
+template <typename T> void launch_bwd_t(const Args& a, cudaStream_t s, size_t smem);
 template <typename T> const void* row_kernel_handle_t(RowKernel kind);
 template <typename T> void launch_tiles_t(const Args& a, TileMode mode, bool apply, cudaStream_t s);
 template <typename T> const void* tile_kernel_handle_t(bool bwd, bool apply);
@@ -35,6 +36,7 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
     for (int i = threadIdx.x; i < L; i += blockDim.x) {
       if (a.dscores) a.dscores[int64_t(b) * L + i] = nan_f();
       else a.dk[int64_t(b) * L + i] = nan_f();
+      if (a.inv_perm) a.inv_perm[int64_t(b) * L + i] = i;  // any permutation: dx is NaN
     }
     return;
   }
@@ -51,6 +53,10 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
       },
       [&](const Ctx& c, const float (&v)[2][kE], const TileScan<2, true>& ts) {
         emit_key_gradient(a, b, c, v, ts);
+        if (a.inv_perm)
+#pragma unroll
+          for (int j = 0; j < kE; ++j)
+            if (j < c.n) a.inv_perm[int64_t(b) * L + c.perm[j]] = c.s + j;
       });
 }
 
@@ -82,12 +88,12 @@ __global__ void tile_chain_kernel(const Args a, int rows, int n) {
 
 }  // namespace
 
-// Dynamic shared memory of a row kernel: staged x rows (and the dx row), or the chunk of dx the
+// Dynamic shared memory of a row kernel: staged x rows (and g rows), or the chunk of dx the
 // unpermute assembles at a time.
 size_t row_smem_bytes(const Args& a) {
   if (a.dx_chunk > 0) return size_t(a.dx_chunk) * dtype_size(a.dtype);  // the unpermute
   const size_t row = size_t(a.L) * dtype_size(a.dtype);
-  return row * (size_t(a.stages) * (a.g_smem ? 2 : 1) + (a.dx_smem ? 1 : 0));
+  return row * size_t(a.stages) * (a.g_smem ? 2 : 1);
 }
 
 void launch_keygrad(const Args& a, cudaStream_t s) { keygrad_kernel<<<a.B, a.threads, 0, s>>>(a); }
@@ -101,12 +107,12 @@ void launch_fwd(const Args& a, cudaStream_t s) {
   }
 }
 
-void launch_bwd(const Args& a, RowKernel kind, cudaStream_t s) {
+void launch_bwd(const Args& a, cudaStream_t s) {
   const size_t smem = row_smem_bytes(a);
   switch (a.dtype) {
-    case DType::f16: return launch_bwd_t<__half>(a, kind, s, smem);
-    case DType::bf16: return launch_bwd_t<__nv_bfloat16>(a, kind, s, smem);
-    default: return launch_bwd_t<float>(a, kind, s, smem);
+    case DType::f16: return launch_bwd_t<__half>(a, s, smem);
+    case DType::bf16: return launch_bwd_t<__nv_bfloat16>(a, s, smem);
+    default: return launch_bwd_t<float>(a, s, smem);
   }
 }
 

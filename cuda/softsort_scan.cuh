@@ -1,5 +1,5 @@
 // CUDA row kernels of the p = 1 SoftSort that depend on the storage type: the forward and the
-// backward sweeps of rows of one tile (up to kMaxThreads * kE positions; longer rows go through
+// backward sweep of rows of one tile (up to kMaxThreads * kE positions; longer rows go through
 // softsort_tiles.cuh), and the gather of the tokens into sorted order (the hard mode's forward,
 // and the input of the kernels over sorted tokens). Instantiated once per storage type by
 // softsort_scan_<dtype>.cu, so the types compile in parallel; softsort_scan.cu has the rest.
@@ -61,51 +61,37 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   }
 }
 
-// ---- backward sweeps --------------------------------------------------------------------------
+// ---- backward sweep ---------------------------------------------------------------------------
 
-template <typename T, RowKernel kKind>
+// Per channel, y = x[perm] and gh = g / Z are scanned: K gh (g itself in the hard mode) is written
+// to dx in sorted order, for finish_dx to put back into token order (softsort_aux.cu), and every
+// block adds the score-gradient terms q_i = gh_i (SR - SL)[y]_i + y_i (SR - SL)[gh]_i and
+// c_i = gh_i out_i over its channels into its slice of `part`.
+template <typename T>
 __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
-  constexpr bool kScore = kKind == RowKernel::kBwdDxScore;  // second pass of score_and_permute
-  constexpr bool kWriteDx = kKind != RowKernel::kBwdPartials;
-  constexpr int N = kScore ? 1 : 2;  // sequences scanned: gh only, or y and gh
   extern __shared__ __align__(16) unsigned char dyn[];
-  __shared__ Shared<N> sh;
-  __shared__ float dw_warps[2][32];  // kScore: per-warp sums of dw for two rows
+  __shared__ Shared<2> sh;
   const int b = int(blockIdx.y), L = a.L, D = a.D;
   const ChannelRange cr(D);
   if (cr.rows() <= 0) return;
   T* dx = static_cast<T*>(a.dx) + (int64_t(b) * D + cr.d0) * L;
   const RowEnv env = make_env(a, b, false);  // a single tile: 1 / Z computed here
-  if (!row_finite(env)) {
-    if (kWriteDx) fill_rows_nan(dx, cr.rows(), L);
-    if (kScore)
-      for (int d = cr.d0 + threadIdx.x; d < cr.d1; d += blockDim.x) a.dw_part[b * D + d] = nan_f();
-    return;
-  }
+  if (!row_finite(env)) return fill_rows_nan(dx, cr.rows(), L);
 
   const T* g = static_cast<const T*>(a.g) + b * a.gb + cr.d0 * a.gd;
   RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
                   static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
                   a.g_smem ? g : nullptr, a.gd);
-  T* dx_smem = a.dx_smem ? pipe.end() : nullptr;
   float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
-  const float* dk = a.dk + int64_t(b) * L;
 
   // The thread's sums of q and c over the block's rows (shared memory, not registers: the scans
   // need those).
-  __shared__ float qc_acc[kScore ? 1 : 2][kScore ? 1 : kE][kScore ? 1 : kMaxThreads];
+  __shared__ float qc_acc[2][kE][kMaxThreads];
   Ctx c;
-  float dks[kE];
 #pragma unroll
-  for (int j = 0; j < kE; ++j) {
-    dks[j] = 0.f;
-    if (!kScore) qc_acc[0][j][threadIdx.x] = qc_acc[1][j][threadIdx.x] = 0.f;
-  }
-  load_ctx<!kScore>(c, env, 0, sh.tile);
+  for (int j = 0; j < kE; ++j) qc_acc[0][j][threadIdx.x] = qc_acc[1][j][threadIdx.x] = 0.f;
+  load_ctx<true>(c, env, 0, sh.tile);
   normalize_in_block(c, sh);
-  if (kScore)
-#pragma unroll
-    for (int j = 0; j < kE; ++j) dks[j] = j < c.n ? dk[c.s + j] : 0.f;
 
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
@@ -113,80 +99,38 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
     const T* grow = a.g_smem ? xs + L : g + r * a.gd;
     const int64_t gl = a.g_smem ? 1 : a.gl;
     T* dxrow = dx + int64_t(r) * L;
-    const float wd = kScore ? a.sign * a.w[cr.d0 + r] : 0.f;
-    float dwacc = 0.f;
-    float graw[kE], ys[kE];
 
-    auto scatter = [&](const Ctx& c, const float (&val)[kE]) {
-#pragma unroll
-      for (int j = 0; j < kE; ++j)
-        if (j < c.n) {
-          if (dx_smem)
-            dx_smem[c.perm[j]] = from_f<T>(val[j]);
-          else
-            dxrow[c.perm[j]] = from_f<T>(val[j]);
-        }
-    };
-    auto load_v = [&](const Ctx& c, float (&v)[N][kE]) {
+    auto load_v = [&](const Ctx& c, float (&v)[2][kE]) {
+      float graw[kE];
       load_run<T, kE>(grow, gl, c.s, L, graw);
 #pragma unroll
       for (int j = 0; j < kE; ++j) {
-        ys[j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
-        if (kScore) {
-          v[0][j] = graw[j] * c.invz[j];
+        v[0][j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
+        v[1][j] = graw[j] * c.invz[j];
+      }
+    };
+    auto emit = [&](const Ctx& c, const float (&v)[2][kE], const TileScan<2, true>& ts) {
+      {  // first: the scans of gh are dead afterwards (registers)
+        float val[kE];
+        if (a.hard) {
+          load_run<T, kE>(grow, gl, c.s, L, val);
         } else {
-          v[0][j] = ys[j];
-          v[N - 1][j] = graw[j] * c.invz[j];
+#pragma unroll
+          for (int j = 0; j < kE; ++j) val[j] = ts.il[1][j] + ts.gx[1][j];
         }
+        store_run<T, kE>(dxrow, c.s, L, val);
+      }
+      float q[kE], cc[kE];
+      score_terms(c, v, ts, q, cc);
+#pragma unroll
+      for (int j = 0; j < kE; ++j) {
+        qc_acc[0][j][threadIdx.x] += q[j];
+        qc_acc[1][j][threadIdx.x] += cc[j];
       }
     };
-    auto emit = [&](const Ctx& c, const float (&v)[N][kE], const TileScan<N, !kScore>& ts) {
-      constexpr int G = N - 1;  // the gh sequence
-      float val[kE];
-      if constexpr (kScore) {
-        if (a.hard) load_run<T, kE>(grow, gl, c.s, L, graw);  // dx: g through the permutation
-#pragma unroll
-        for (int j = 0; j < kE; ++j) {
-          const float ds = a.sign * dks[j];  // dscores at perm_j
-          val[j] = (a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j]) + dks[j] * wd;
-          dwacc = fmaf(ds, ys[j], dwacc);
-        }
-      } else {
-        float q[kE], cc[kE];
-        score_terms(c, v, ts, q, cc);
-        if (a.hard) load_run<T, kE>(grow, gl, c.s, L, graw);
-#pragma unroll
-        for (int j = 0; j < kE; ++j) val[j] = a.hard ? graw[j] : ts.il[G][j] + ts.gx[G][j];
-#pragma unroll
-        for (int j = 0; j < kE; ++j) {
-          qc_acc[0][j][threadIdx.x] += q[j];
-          qc_acc[1][j][threadIdx.x] += cc[j];
-        }
-      }
-      if (kWriteDx) scatter(c, val);
-    };
-    scan_row<N, !kScore>(c, sh, load_v, emit);
-
-    if (kWriteDx && dx_smem) {
-      __syncthreads();
-      copy_row(dxrow, dx_smem, L);
-    }
-    if (kScore) {
-      // dw of this row: warp sums now, their sum once the next row's scans have passed a
-      // barrier (no barrier of its own).
-      const float s = warp_sum(dwacc);
-      if ((threadIdx.x & 31) == 0) dw_warps[r & 1][threadIdx.x >> 5] = s;
-      if (r > 0 && threadIdx.x == 0) a.dw_part[b * D + cr.d0 + r - 1] = sum_warps(dw_warps[(r - 1) & 1]);
-    }
+    scan_row<2, true>(c, sh, load_v, emit);
   }
-  if (kScore) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      const int r = cr.rows() - 1;
-      a.dw_part[b * D + cr.d0 + r] = sum_warps(dw_warps[r & 1]);
-    }
-  }
-  if (!kScore && c.n > 0) {
+  if (c.n > 0) {
     float qacc[kE], cacc[kE];
 #pragma unroll
     for (int j = 0; j < kE; ++j) {
@@ -205,33 +149,14 @@ void launch_fwd_t(const Args& a, cudaStream_t s, size_t smem) {
 }
 
 template <typename T>
-void launch_bwd_t(const Args& a, RowKernel kind, cudaStream_t s, size_t smem) {
-  const dim3 grid(a.groups, a.B);
-  switch (kind) {
-    case RowKernel::kBwdPartials:
-      bwd_kernel<T, RowKernel::kBwdPartials><<<grid, a.threads, smem, s>>>(a);
-      break;
-    case RowKernel::kBwdPartialsDx:
-      bwd_kernel<T, RowKernel::kBwdPartialsDx><<<grid, a.threads, smem, s>>>(a);
-      break;
-    default:
-      bwd_kernel<T, RowKernel::kBwdDxScore><<<grid, a.threads, smem, s>>>(a);
-      break;
-  }
+void launch_bwd_t(const Args& a, cudaStream_t s, size_t smem) {
+  bwd_kernel<T><<<dim3(a.groups, a.B), a.threads, smem, s>>>(a);
 }
 
 template <typename T>
 const void* row_kernel_handle_t(RowKernel kind) {
-  switch (kind) {
-    case RowKernel::kBwdPartials:
-      return reinterpret_cast<const void*>(&bwd_kernel<T, RowKernel::kBwdPartials>);
-    case RowKernel::kBwdPartialsDx:
-      return reinterpret_cast<const void*>(&bwd_kernel<T, RowKernel::kBwdPartialsDx>);
-    case RowKernel::kBwdDxScore:
-      return reinterpret_cast<const void*>(&bwd_kernel<T, RowKernel::kBwdDxScore>);
-    default:
-      return reinterpret_cast<const void*>(&fwd_kernel<T>);
-  }
+  return kind == RowKernel::kBwd ? reinterpret_cast<const void*>(&bwd_kernel<T>)
+                                 : reinterpret_cast<const void*>(&fwd_kernel<T>);
 }
 
 }  // namespace s6kit::cuda_softsort

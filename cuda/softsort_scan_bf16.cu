@@ -5,7 +5,7 @@
 namespace s6kit::cuda_softsort {
 
 template void launch_fwd_t<__nv_bfloat16>(const Args&, cudaStream_t, size_t);
-template void launch_bwd_t<__nv_bfloat16>(const Args&, RowKernel, cudaStream_t, size_t);
+template void launch_bwd_t<__nv_bfloat16>(const Args&, cudaStream_t, size_t);
 template const void* row_kernel_handle_t<__nv_bfloat16>(RowKernel);
 template void launch_tiles_t<__nv_bfloat16>(const Args&, TileMode, bool, cudaStream_t);
 template const void* tile_kernel_handle_t<__nv_bfloat16>(bool, bool);

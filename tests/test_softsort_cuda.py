@@ -120,6 +120,41 @@ def test_score_and_permute_matches_reference(p, hard, descending):
     _check(got, score_and_permute_case(x, w, g, **kw), 2e-4, kw)
 
 
+@pytest.mark.parametrize("batch,dim,L", [(1, 1, 1), (2, 3, 5), (1, 5, 37), (3, 2, 196)])
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, F32), (torch.bfloat16, 3e-2)])
+def test_score_and_permute_edge_shapes_on_strided_tokens(batch, dim, L, hard, dtype, rtol):
+    """The score term of dx and dw on one position, one channel, batch 1 and odd lengths (rows
+    that are not whole 16-byte chunks), with x a strided view (every other channel of a wider
+    tensor). The tokens are exact in bfloat16, so both sides sort the same keys."""
+    gen = torch.Generator().manual_seed(L)
+    x, w = exact_score_inputs(batch, dim, L, gen, w_scale=0.3)
+    g = torch.randn(batch, dim, L, dtype=torch.float64, generator=gen).to(dtype).double()
+    wide = torch.zeros(batch, 2 * dim, L, device=DEV, dtype=dtype)
+    wide[:, ::2] = x.to(DEV, dtype)
+    wide.requires_grad_(True)
+    wc = w.to(DEV, torch.float32).requires_grad_(True)
+    out = s6kit.score_and_permute(wide[:, ::2], wc, tau=0.7, hard=hard)
+    dwide, dw = torch.autograd.grad(out, (wide, wc), g.to(DEV, dtype))
+    assert torch.all(dwide[:, 1::2] == 0)
+    expected = score_and_permute_case(x, w, g, tau=0.7, hard=hard)
+    _check((out, dwide[:, ::2], dw), expected, rtol, (batch, dim, L, hard, dtype))
+
+
+@pytest.mark.parametrize("L", [9, 5000])
+def test_score_and_permute_nonfinite_tokens_poison_their_batch_element(L):
+    """A NaN token makes its batch element's scores NaN: that element's output and dx are NaN,
+    and so is dw (a sum over the batch); the other element is unaffected."""
+    gen = torch.Generator().manual_seed(L)
+    x, w = exact_score_inputs(2, 3, L, gen, w_scale=0.3)
+    g = torch.randn(2, 3, L, dtype=torch.float64, generator=gen)
+    x[0, 1, L // 2] = float("nan")
+    out, dx, dw = _on_cuda(s6kit.score_and_permute, x, w, g)
+    assert torch.isnan(out[0]).all() and torch.isnan(dx[0]).all() and torch.isnan(dw).all()
+    expected = score_and_permute_case(x[1:], w, g[1:])
+    _check((out[1:], dx[1:]), expected[:2], F32, "finite element")
+
+
 @pytest.mark.parametrize("dtype,rtol", [(torch.bfloat16, 3e-2), (torch.float16, 4e-3)])
 def test_low_precision(dtype, rtol):
     x, s, g = token_inputs(2, 40, 1000, "random", seed=8)

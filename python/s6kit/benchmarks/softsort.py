@@ -4,12 +4,14 @@ scoring and SoftSort reordering (`score_and_permute`) against the paper's formul
 measured copy bandwidth and the ratio to the anchors (ANCHORS.md).
 
 Both run `out = f(x, w)` then the backward of `out.sum()` for x and w, tau = 1, p = 1, ascending
-importance (the paper's order). Shapes are (batch, L, dim) as in ANCHORS.md; x is (batch, dim, L).
+importance (the paper's order); `--dense-grad` backpropagates a fixed random output gradient
+instead (as training does: the sum's gradient is one broadcast value). Shapes are (batch, L, dim) as in ANCHORS.md; x is (batch, dim, L).
 
-GB/s counts the tokens' bytes that the fused kernels move: the forward reads x twice (scores,
-reordering) and writes the output; the backward reads x and the output gradient twice (the
-score-gradient sweep, then dx and dw) and writes dx: 8 token-sized tensors. (The gradient of a sum
-is a broadcast scalar, which costs almost nothing to read, so the true traffic is nearer 6.)
+GB/s counts the tokens' bytes that the fused kernels of rows of one tile move: the forward reads
+x twice (scores, reordering) and writes the output; the backward's sweep reads x and the output
+gradient and writes dx, then its score pass reads x and dx and writes dx again: 9 token-sized
+tensors. (The gradient of a sum is a broadcast scalar, which costs almost nothing to read, so the
+true traffic is nearer 8; longer rows take more passes, see bench/results/README.md.)
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .harness import DTYPES, parse_shapes, write_rows
 from .timing import copy_bandwidth_gbps, median_ms
 
 CPU_SHAPES = [(2, 196, 64), (2, 1024, 256), (1, 4096, 256)]
-TOKEN_PASSES = 8  # token-sized tensors moved by fwd + bwd (see the module docstring)
+TOKEN_PASSES = 9  # token-sized tensors moved by fwd + bwd (see the module docstring)
 
 
 def make_inputs(shape, dtype, device, seed=0):
@@ -35,39 +37,43 @@ def make_inputs(shape, dtype, device, seed=0):
     return x, w
 
 
-def _step(fn, x, w, tau, p):
+def _step(fn, x, w, tau, p, g=None):
+    """Forward, then the backward of out.sum(), or of the output gradient g when given."""
     out = fn(x, w, tau=tau, p=p)
-    torch.autograd.grad(out.sum(), (x, w))
+    if g is None:
+        torch.autograd.grad(out.sum(), (x, w))
+    else:
+        torch.autograd.grad(out, (x, w), g)
 
 
-def measure(fn, x, w, device, reps, tau=1.0, p=1.0):
+def measure(fn, x, w, device, reps, tau=1.0, p=1.0, g=None):
     """(median ms of forward + backward, peak extra bytes on CUDA or None)."""
     x = x.detach().requires_grad_(True)
     w = w.detach().requires_grad_(True)
-    ms = median_ms(lambda: _step(fn, x, w, tau, p), device, warmup=3, reps=reps)
+    ms = median_ms(lambda: _step(fn, x, w, tau, p, g), device, warmup=3, reps=reps)
     extra = None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        _step(fn, x, w, tau, p)
+        _step(fn, x, w, tau, p, g)
         torch.cuda.synchronize(device)
         extra = torch.cuda.max_memory_allocated(device) - base
     return ms, extra
 
 
-def kernel_times(x, w, tau=1.0, p=1.0, steps=3) -> list[tuple[str, float]]:
+def kernel_times(x, w, tau=1.0, p=1.0, steps=3, g=None) -> list[tuple[str, float]]:
     """(kernel, ms per forward + backward) of `score_and_permute` on CUDA, most time first, from
     torch's profiler over `steps` steps."""
     from torch.profiler import ProfilerActivity, profile
 
     x = x.detach().requires_grad_(True)
     w = w.detach().requires_grad_(True)
-    _step(score_and_permute, x, w, tau, p)
+    _step(score_and_permute, x, w, tau, p, g)
     torch.cuda.synchronize(x.device)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
-            _step(score_and_permute, x, w, tau, p)
+            _step(score_and_permute, x, w, tau, p, g)
         torch.cuda.synchronize(x.device)
     rows = []
     for e in prof.key_averages():
@@ -94,7 +100,7 @@ def _reference_fits(shape, elem, device) -> tuple[bool, float]:
 
 
 def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=True, tau=1.0,
-        p=1.0, json_path=None, kernels=False) -> list[dict]:
+        p=1.0, json_path=None, kernels=False, dense_grad=False) -> list[dict]:
     device = torch.device(device)
     if device.type == "cpu":
         torch.set_num_threads(threads)
@@ -110,10 +116,11 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
         elem = torch.tensor([], dtype=dtype).element_size()
         for shape in shapes:
             x, w = make_inputs(shape, dtype, device)
-            ms, extra = measure(score_and_permute, x, w, device, reps, tau, p)
+            g = torch.randn_like(x) if dense_grad else None
+            ms, extra = measure(score_and_permute, x, w, device, reps, tau, p, g)
             token_bytes = x.numel() * elem
             row = dict(device=str(device), dtype=dtype_name, shape=list(shape), tau=tau, p=p,
-                       ms=ms, extra_bytes=extra, token_bytes=token_bytes,
+                       grad="dense" if dense_grad else "sum", ms=ms, extra_bytes=extra, token_bytes=token_bytes,
                        GBps=TOKEN_PASSES * token_bytes / (ms * 1e-3) / 1e9)
             if extra is not None:
                 row["extra_x_tokens"] = extra / token_bytes
@@ -132,15 +139,15 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
                 else:
                     try:
                         rms, rextra = measure(score_and_permute_ref, x, w, device,
-                                              max(1, reps // 3), tau, p)
+                                              max(1, reps // 3), tau, p, g)
                         row["reference_ms"], row["reference_extra_bytes"] = rms, rextra
                         row["speedup_vs_reference"] = rms / ms
                     except torch.OutOfMemoryError:
                         row["reference"] = "out of memory"
                         torch.cuda.empty_cache()
             if kernels and device.type == "cuda":
-                row["kernels"] = kernel_times(x, w, tau, p)
-            del x, w
+                row["kernels"] = kernel_times(x, w, tau, p, g=g)
+            del x, w, g
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             rows.append(row)
@@ -155,7 +162,8 @@ def _mb(b):
 
 def _print_row(r):
     shape = "(" + ", ".join(str(v) for v in r["shape"]) + ")"
-    line = (f"{r['device']:5} {r['dtype']:9} {shape:20} fwd+bwd {r['ms']:9.3f} ms  "
+    grad = " (dense grad)" if r.get("grad") == "dense" else ""
+    line = (f"{r['device']:5} {r['dtype']:9} {shape:20} fwd+bwd{grad} {r['ms']:9.3f} ms  "
             f"{r['GBps']:7.1f} GB/s")
     if "pct_copy" in r:
         line += f" ({r['pct_copy']:.0f}% of copy)"
@@ -183,7 +191,7 @@ def _cli(args):
     if args.kernels and device != "cuda":
         raise SystemExit("--kernels needs --device cuda")
     run(device, args.dtype, shapes, args.reps, args.threads, not args.no_reference, args.tau,
-        args.p, args.json, args.kernels)
+        args.p, args.json, args.kernels, args.dense_grad)
 
 
 def register(subparsers) -> None:
@@ -200,6 +208,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--no-reference", action="store_true", help="skip the materialised-P reference")
     p.add_argument("--json", help="write the rows to this file")
+    p.add_argument("--dense-grad", action="store_true",
+                   help="backpropagate a random output gradient instead of that of out.sum()")
     p.add_argument("--kernels", action="store_true",
                    help="also print each CUDA kernel's time per forward + backward (profiler)")
     p.set_defaults(func=_cli)

@@ -9,7 +9,7 @@ the pairs whose weight is exactly 0 (see ``s6kit/softsort_params.h``).
 
 ``score_and_permute(x, w)`` also computes the importance scores ``s_l = <w, x_l>`` (eq. 14 with
 w = S_Delta^T K) and, in its backward, the gradients of x through both the scores and the
-reordering and the gradient of w, in two sweeps over the tokens.
+reordering and the gradient of w, in two passes over the tokens.
 
 Sorting is stable (ties keep their order, NaN sorts above +inf, -0.0 equals +0.0), as
 torch.sort(stable=True), and happens inside the core: a forward is one call into it, a backward
