@@ -10,8 +10,8 @@
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
 // --once runs each direction once without timing (for profilers such as ncu). --variants also
 // times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles, and split
-// along L into about 1 (no split), 2, 4, ..., 64 chunks, and the backward split along L likewise
-// (the kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h and
+// along L into about 1 (no split), 2, 4, ..., 64 chunks, and the backward with 2, 4 and 8 states
+// per thread and split along L likewise (the kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h and
 // cuda/scan_layout.h on the machine at hand.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -159,6 +159,8 @@ struct Result {
     double ms;
   };
   std::vector<Variant> fwd_variants;
+  int default_bwd_kS = 0;
+  std::vector<Variant> bwd_variants;  // T: the tile the backward chose for that kS
   int64_t default_chunks = 1, default_bwd_chunks = 1;
   struct Split {
     int64_t chunks;
@@ -326,8 +328,23 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
         const double ms = median_event_ms(s, 3, reps, [&](int i) { fwd_with_layout(fps[i % nsets], kS, T, s); });
         r.fwd_variants.push_back({kS, T, ms});
       }
+    r.default_bwd_kS = cuda_scan::plan_bwd(bps[0]).lay.kS;
+    for (int kS : {2, 4, 8}) {
+      const cuda_scan::BwdPlan plan = cuda_scan::plan_bwd(bps[0], 0, kS);
+      if (plan.lay.kS != kS) continue;
+      Buffer ws(plan.bytes);
+      const double ms = median_event_ms(s, 3, reps, [&](int i) {
+        ScanBwdParams p = bps[i % nsets];
+        p.workspace = ws.ptr;
+        p.workspace_bytes = ws.bytes;
+        cuda_scan::run_bwd(p, plan, s);
+      });
+      r.bwd_variants.push_back({kS, plan.lay.T, ms});
+    }
     r.fwd_splits = time_splits(fps, reps, s, cuda_scan::plan_fwd, cuda_scan::run_fwd);
-    r.bwd_splits = time_splits(bps, reps, s, cuda_scan::plan_bwd, cuda_scan::run_bwd);
+    r.bwd_splits = time_splits(
+        bps, reps, s, [](const ScanBwdParams& p, int64_t k) { return cuda_scan::plan_bwd(p, k); },
+        cuda_scan::run_bwd);
   }
   return r;
 }
@@ -422,6 +439,17 @@ int main(int argc, char** argv) {
       char rec[256];
       std::snprintf(rec, sizeof rec,
                     ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"fwd\", "
+                    "\"states_per_thread\": %d, \"tile\": %d, \"default\": %s, \"ms\": %.5f}",
+                    r.dtype.c_str(), r.A.c_str(), shape, v.kS, v.T, is_default ? "true" : "false", v.ms);
+      json += rec;
+    }
+    for (const auto& v : r.bwd_variants) {
+      const bool is_default = v.kS == r.default_bwd_kS;
+      std::printf("      backward with %d states per thread (%2d-step tiles): %.4f ms%s\n", v.kS, v.T,
+                  v.ms, is_default ? " (the default)" : "");
+      char rec[256];
+      std::snprintf(rec, sizeof rec,
+                    ",\n    {\"dtype\": \"%s\", \"A\": \"%s\", \"shape\": [%s], \"dir\": \"bwd\", "
                     "\"states_per_thread\": %d, \"tile\": %d, \"default\": %s, \"ms\": %.5f}",
                     r.dtype.c_str(), r.A.c_str(), shape, v.kS, v.T, is_default ? "true" : "false", v.ms);
       json += rec;

@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
   // 64-step tile, 8 sub-chunks) it holds every other start only, since registers are tight (the
   // recomputed sub-chunk takes 2 U kS of them): an odd sub-chunk re-runs the U steps before it.
   constexpr int kMaxSub = bwd_max_tile(kS) / U;
-  constexpr int NST = kS == 8 ? kMaxSub : kMaxSub / 2;
+  constexpr int NST = kS == 4 ? kMaxSub / 2 : kMaxSub;
   constexpr int kSkip = kMaxSub / NST;
   constexpr int kX = kExchangeSteps;
   static_assert(U % kX == 0, "an exchange group must not straddle sub-chunks");

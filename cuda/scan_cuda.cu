@@ -170,22 +170,29 @@ void run_fwd(const ScanParams& p, const FwdPlan& pl, cudaStream_t s) {
   launch();
 }
 
-BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks) {
+BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks, int forced_kS) {
   BwdPlan pl;
-  pl.lay = choose_layout(p);
-  pl.ntiles = row_tiles(p, pl.lay);
   const int64_t rows = p.batch * p.dim, N = p.dstate, L = p.seqlen;
   const int64_t groups = p.batch * p.n_groups;
-  if (p.variable_B || p.variable_C) {
-    const int64_t slot_bytes = groups * L * 2 * N * 4;
-    const int64_t max_slots = slot_bytes > 0 ? std::max<int64_t>(1, kMaxPartialBytes / slot_bytes) : pl.ntiles;
-    pl.subtiles = ceil_div(pl.ntiles, std::max<int64_t>(1, max_slots));
-    pl.slots = ceil_div(pl.ntiles, pl.subtiles);
-  } else {
-    pl.subtiles = 1;
-    pl.slots = pl.ntiles;
-  }
-  pl.split = choose_bwd_split(p, pl.lay, groups * pl.slots, forced_chunks);
+  // The layout, the row tiles per block (the variable dB / dC partials are capped) and the split.
+  auto plan_grid = [&](int kS) {
+    pl.lay = choose_layout(p, kS);
+    pl.ntiles = row_tiles(p, pl.lay);
+    if (p.variable_B || p.variable_C) {
+      const int64_t slot_bytes = groups * L * 2 * N * 4;
+      const int64_t max_slots = slot_bytes > 0 ? std::max<int64_t>(1, kMaxPartialBytes / slot_bytes) : pl.ntiles;
+      pl.subtiles = ceil_div(pl.ntiles, std::max<int64_t>(1, max_slots));
+      pl.slots = ceil_div(pl.ntiles, pl.subtiles);
+    } else {
+      pl.subtiles = 1;
+      pl.slots = pl.ntiles;
+    }
+    pl.split = choose_bwd_split(p, pl.lay, groups * pl.slots, forced_chunks);
+  };
+  plan_grid(forced_kS);
+  if (forced_kS == 0 && S6KIT_CUDA_BWD_STATES == 0 && pl.lay.kS == 4 &&
+      bwd_prefers_two_states(p, pl.lay, groups * pl.slots, pl.split))
+    plan_grid(2);
   const int64_t K = pl.split.nchunks;
   int64_t off = 0;
   auto take = [&off](int64_t bytes) {

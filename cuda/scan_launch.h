@@ -36,11 +36,17 @@ template <typename in_t>
 auto bwd_kernel(const BwdArgs& a) {
   const bool s = a.p.scalar_A;
   if (a.pass == BwdPass::chunk_adjoints) {
-    if (a.lay.kS == 4) return s ? scan_bwd_kernel<in_t, true, 4, true> : scan_bwd_kernel<in_t, false, 4, true>;
-    return s ? scan_bwd_kernel<in_t, true, 8, true> : scan_bwd_kernel<in_t, false, 8, true>;
+    switch (a.lay.kS) {
+      case 2: return s ? scan_bwd_kernel<in_t, true, 2, true> : scan_bwd_kernel<in_t, false, 2, true>;
+      case 4: return s ? scan_bwd_kernel<in_t, true, 4, true> : scan_bwd_kernel<in_t, false, 4, true>;
+      default: return s ? scan_bwd_kernel<in_t, true, 8, true> : scan_bwd_kernel<in_t, false, 8, true>;
+    }
   }
-  if (a.lay.kS == 4) return s ? scan_bwd_kernel<in_t, true, 4, false> : scan_bwd_kernel<in_t, false, 4, false>;
-  return s ? scan_bwd_kernel<in_t, true, 8, false> : scan_bwd_kernel<in_t, false, 8, false>;
+  switch (a.lay.kS) {
+    case 2: return s ? scan_bwd_kernel<in_t, true, 2, false> : scan_bwd_kernel<in_t, false, 2, false>;
+    case 4: return s ? scan_bwd_kernel<in_t, true, 4, false> : scan_bwd_kernel<in_t, false, 4, false>;
+    default: return s ? scan_bwd_kernel<in_t, true, 8, false> : scan_bwd_kernel<in_t, false, 8, false>;
+  }
 }
 
 // The forward's arguments for `p` (layout, vector-access flags); kS, T = 0: the default states
@@ -101,8 +107,9 @@ struct BwdPlan {
   int64_t bytes = 0;
 };
 
-// forced_chunks > 0: about that many chunks (benchmarks of the split), else choose_bwd_split's.
-BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks = 0);
+// forced_chunks > 0: about that many chunks (benchmarks of the split), else choose_bwd_split's;
+// forced_kS: the states per thread (see bwd_states_per_thread).
+BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks = 0, int forced_kS = 0);
 
 // Runs the backward of `p` (batch * dim > 0, L > 0) as planned: the kernel (or the split's three
 // launches) and the final reductions; p.workspace holds plan.bytes.

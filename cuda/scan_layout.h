@@ -26,12 +26,23 @@ constexpr int kExchangeSteps = 4;   // backward: steps of dB / dC partials reduc
 constexpr int kSmemBudget = 72 * 1024;  // keeps 3 blocks of 128 threads on a 228 KB multiprocessor
 
 // States per thread of the backward: 4 up to N = 128 (its per-thread registers grow with the
-// states), 8 above (at most 32 lanes per row).
-inline int bwd_states_per_thread(const ScanParams& p) { return p.dstate > 128 ? 8 : 4; }
+// states), 8 above (at most 32 lanes per row), and 2 where bwd_prefers_two_states says so (the
+// launcher's choice); or as forced (2 up to N = 64, 4 up to N = 128, 8).
+// (S6KIT_CUDA_BWD_STATES forces a default at compile time, so that tests reach every layout.)
+#ifndef S6KIT_CUDA_BWD_STATES
+#define S6KIT_CUDA_BWD_STATES 0
+#endif
+inline int bwd_states_per_thread(const ScanParams& p, int forced = 0) {
+  if (forced == 0) forced = S6KIT_CUDA_BWD_STATES;
+  if (forced == 2 && p.dstate <= 64) return 2;
+  if (forced == 4 && p.dstate <= 128) return 4;
+  if (forced == 8) return 8;
+  return p.dstate > 128 ? 8 : 4;
+}
 // Backward: the tile is recomputed in sub-chunks of U steps whose states and decays stay in
-// registers; the tile is at most bwd_max_tile steps (64 for kS = 4, 16 for kS = 8).
-__host__ __device__ constexpr int bwd_substeps(int kS) { return kS == 4 ? 8 : 4; }
-__host__ __device__ constexpr int bwd_max_tile(int kS) { return kS == 4 ? 64 : 16; }
+// registers; the tile is at most bwd_max_tile steps (64 for kS = 2 and 4, 16 for kS = 8).
+__host__ __device__ constexpr int bwd_substeps(int kS) { return kS == 8 ? 4 : 8; }
+__host__ __device__ constexpr int bwd_max_tile(int kS) { return kS == 8 ? 16 : 64; }
 
 // Position of state n in a shared-memory row of B, C or the dB / dC exchange. With kS <= 4 a
 // thread's states are contiguous (n itself: one 8- or 16-byte read); with kS = 8 thread `slice`
@@ -49,7 +60,7 @@ struct Layout {
   int log2R = 0;
   int rows = 1;      // rows (channels) per block
   int nt = 32;       // threads per block = rows * R
-  int npad = 4;      // R * kS >= N
+  int npad = 4;      // max(4, R * kS) >= N
   int log2npad = 2;
   int T = 64;        // steps per tile (16, 32 or 64)
   int log2T = 6;
@@ -80,7 +91,7 @@ inline Layout make_layout(const ScanParams& p, int T, int kS) {
   a.log2R = ilog2(a.R);
   a.nt = std::min(kMaxThreads, 32 * a.R);
   a.rows = a.nt / a.R;
-  a.npad = a.R * a.kS;
+  a.npad = std::max(4, a.R * a.kS);  // whole float4 groups of B / C (kS = 2 with N <= 2)
   a.log2npad = ilog2(a.npad);
   a.T = T;
   a.log2T = ilog2(T);
@@ -113,9 +124,10 @@ inline Layout make_layout(const ScanParams& p, int T, int kS) {
   return a;
 }
 
-// The largest tile (64, 32 or 16 steps) whose shared memory fits the budget.
-inline Layout choose_layout(const ScanParams& p) {
-  const int kS = bwd_states_per_thread(p);
+// The largest tile (64, 32 or 16 steps) whose shared memory fits the budget; forced_kS: see
+// bwd_states_per_thread.
+inline Layout choose_layout(const ScanParams& p, int forced_kS = 0) {
+  const int kS = bwd_states_per_thread(p, forced_kS);
   int T = bwd_max_tile(kS);
   Layout a = make_layout(p, T, kS);
   while (a.smem_bytes > kSmemBudget && T > 16) {
@@ -177,7 +189,28 @@ constexpr int64_t kBwdSplitBelowWarps = S6KIT_CUDA_BWD_SPLIT_BELOW_WARPS;
 constexpr int64_t kBwdMinChunk = S6KIT_CUDA_BWD_MIN_CHUNK;
 
 // Blocks per multiprocessor the backward kernel's launch bounds promise (128 threads each).
-__host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 4 ? 3 : 2; }
+__host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 2 ? 4 : kS == 4 ? 3 : 2; }
+
+// Whether the backward should run with 2 states per thread instead of 4 (bwd_states_per_thread's
+// default), given the 4-state layout, its row blocks and split. Two states per thread give twice
+// the lanes per row, so twice the warps for the same rows, at about the same rows per second and
+// multiprocessor when both fill the GPU; so the choice is about the waves of blocks. Measured on
+// an H100 (bench/scan_cuda_bench --variants, bf16, N = 16, 4 states against 2): where the
+// 4-state grid is one wave 97 % full, 4 win ((8, 1536, 2048): 1.70 against 2.06 ms;
+// (16, 768, 1024): 0.87 against 1.03 ms); where its last wave is 65 % or 23 % full, 2 win
+// ((4, 2048, 4096): 2.90 against 2.42 ms; (2, 4096, 8192): 5.78 against 4.79 ms;
+// (128, 320, 196): 0.76 against 0.69 ms; (256, 160, 784): 2.44 against 2.34 ms), likewise with
+// float32 storage; with a split along L ((1, 1536, 65536)) and at N = 64, 4 win. Hence: N <= 16,
+// no split, at least one block per multiprocessor, and a last wave at most 80 % full.
+inline bool bwd_prefers_two_states(const ScanParams& p, const Layout& lay4, int64_t row_blocks4,
+                                   const LSplit& split4) {
+  if (p.dstate > 16 || split4.nchunks > 1 || row_blocks4 < kSplitMultiprocessors) return false;
+  const int64_t slots = kSplitMultiprocessors *
+                        blocks_per_multiprocessor(lay4.smem_bytes, bwd_min_blocks(lay4.kS),
+                                                  kMaxThreads, lay4.nt);
+  const int64_t last = row_blocks4 % slots;
+  return last != 0 && last * 5 <= slots * 4;
+}
 
 // The split along L of a backward of `row_blocks` blocks of layout `lay`; forced_chunks > 0:
 // about that many chunks (benchmarks; 1: no split).

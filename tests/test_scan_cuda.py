@@ -115,6 +115,34 @@ def test_half_storage_within_the_cpu_kernels_error(case, dtype, cap, floor):
         assert err < cap and err <= 2 * cpu_err + floor, (k, err, cpu_err)
 
 
+# Rows enough for a wave of backward blocks that is not nearly full take the backward's layout
+# with 2 states per thread (cuda/scan_layout.h, bwd_prefers_two_states): 4608 rows at N = 16 (and
+# 9216 at N = 8) make 144 blocks of the 4-state layout, 36 % of one wave on an H100.
+TWO_STATE_CASES = [
+    ScanCase(batch=2, dim=2304, L=130, N=16, initial_state=True, last_state=True),
+    ScanCase(batch=2, dim=2304, L=65, N=16, bc="grouped", groups=2, scalar_A=True),
+    ScanCase(batch=2, dim=4608, L=40, N=8, bc="invariant", z=False, last_state=True),
+]
+
+
+@pytest.mark.parametrize("case", TWO_STATE_CASES, ids=str)
+def test_backward_with_two_states_per_thread(case):
+    kw32 = make_inputs(case, torch.float32, seed=19)
+    outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw32))
+    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw32))
+    for o, r in zip(outs, ref_outs):
+        assert rel_err(o, r) < 1e-5
+    for k in grads:
+        assert rel_err(grads[k], ref_grads[k]) < 1e-4, k
+    kw16 = make_inputs(case, torch.bfloat16, seed=19)
+    outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw16))
+    cpu_outs, cpu_grads = run_with_grads(s6kit.selective_scan_fn, kw16)
+    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw16))
+    for k in grads:
+        err, cpu_err = rel_err(grads[k], ref_grads[k]), rel_err(cpu_grads[k], ref_grads[k])
+        assert err < 1e-2 and err <= 2 * cpu_err + 1e-3, (k, err, cpu_err)
+
+
 def test_non_contiguous_inputs():
     case = ScanCase(batch=2, dim=6, L=97, N=16, bc="grouped", groups=2, initial_state=True,
                     last_state=True)

@@ -28,9 +28,11 @@ LAUNCHER = "cuda/scan_cuda.cu"  # the only source that depends on the mode's def
 MODES = {
     # The production layouts (4 states per thread, 8 above N = 128).
     "default_layouts": [],
-    # The forward with 2 states per thread (more above N = 64), and a tiny cap on the backward's
-    # dB / dC partials: each block then sums several row tiles.
+    # Both directions with 2 states per thread (the forward more above N = 64, the backward 4
+    # above N = 64 and 8 above N = 128), and a tiny cap on the backward's dB / dC partials: each
+    # block then sums several row tiles.
     "two_states_several_row_tiles_per_block": ["-DS6KIT_CUDA_FWD_STATES=2",
+                                               "-DS6KIT_CUDA_BWD_STATES=2",
                                                "-DS6KIT_CUDA_MAX_PARTIAL_BYTES=4096"],
     # Both directions split along L whenever L allows two chunks: the forward into chunks of 64
     # steps or more, the backward of 128 or more (chunks of several tiles).
