@@ -94,10 +94,12 @@ step pytest_cuda 240 bash -c "cd '$OUT' && '$PY' -m pytest --maxfail=30 -q -rs -
 
 # ---- sanitizers -------------------------------------------------------------------------------
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-sanitize() {  # sanitize TOOL : small shapes covering 4 and 8 states per thread, real and scalar A
+sanitize() {  # sanitize TOOL : small shapes covering 2, 4 and 8 states per thread, real and scalar A
   local tool=$1
   for args in "--shape=2,40,130,16 --dtype=all" "--shape=1,5,75,256 --dtype=bf16" \
-              "--shape=2,12,65,16 --dtype=fp32 --scalar_A=1" "--shape=3,33,33,64 --dtype=bf16"; do
+              "--shape=2,12,65,16 --dtype=fp32 --scalar_A=1" "--shape=3,33,33,64 --dtype=bf16" \
+              "--shape=2,40,130,16 --dtype=bf16 --bwd_states=2" \
+              "--shape=2,12,65,5 --dtype=fp32 --scalar_A=1 --bwd_states=2"; do
     echo "--- $tool $args"
     # shellcheck disable=SC2086
     "$SAN" --tool "$tool" --error-exitcode 3 "$BENCH" $args --once || return $?

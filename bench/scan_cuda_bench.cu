@@ -2,13 +2,14 @@
 // effective bandwidth against a measured device-to-device copy, and the ratio to mamba_ssm.
 //
 //   scan_cuda_bench [--shape=b,d,L,N] [--dtype=bf16|fp32|all] [--scalar_A=0|1] [--reps=30]
-//                   [--json=PATH] [--once] [--variants]
+//                   [--json=PATH] [--once] [--variants] [--bwd_states=2|4|8]
 //
 // Without --shape: every selective-scan shape of ANCHORS.md in bf16 and fp32, plus scalar A at
 // (8, 1536, 2048, 16). Inputs as in ANCHORS.md: D, z, delta_bias, softplus, B and C variable
 // (batch, 1, N, L); A real (dim, N) unless --scalar_A. Times are medians of --reps runs (CUDA
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
-// --once runs each direction once without timing (for profilers such as ncu). --variants also
+// --once runs each direction once without timing (for profilers such as ncu and the sanitizers;
+// --bwd_states forces the backward's states per thread there). --variants also
 // times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles, and split
 // along L into about 1 (no split), 2, 4, ..., 64 chunks, and the backward with 2, 4 and 8 states
 // per thread and split along L likewise (the kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h and
@@ -224,7 +225,7 @@ std::vector<Result::Split> time_splits(const std::vector<Params>& ps, int reps, 
 }
 
 Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64_t N, int reps,
-                 bool once, bool variants, cudaStream_t s) {
+                 bool once, bool variants, int bwd_states, cudaStream_t s) {
   const int64_t bdl = b * d * L, bnl = b * N * L, nck = (L + kScanCheckpointInterval - 1) / kScanCheckpointInterval;
   const int64_t es = dtype_size(dt);
   // Rotate input sets so that a set is not still in the 50 MB L2 from the previous run.
@@ -310,6 +311,16 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
   Result r{dt == DType::bf16 ? "bf16" : "fp32", scalar_A ? "scalar" : "real", b, d, L, N, 0, 0};
   if (once) {
     scan_fwd(fps[0], s, 1);
+    if (bwd_states != 0) {
+      const cuda_scan::BwdPlan plan = cuda_scan::plan_bwd(bps[0], 0, bwd_states);
+      Buffer ws(plan.bytes);
+      ScanBwdParams p = bps[0];
+      p.workspace = ws.ptr;
+      p.workspace_bytes = ws.bytes;
+      cuda_scan::run_bwd(p, plan, s);
+      check(cudaStreamSynchronize(s), "once");
+      return r;
+    }
     scan_bwd(bps[0], s, 1);
     check(cudaStreamSynchronize(s), "once");
     return r;
@@ -357,6 +368,7 @@ int main(int argc, char** argv) {
   const std::string json_path = flag(argc, argv, "json", "");
   const int reps = std::max(1, std::stoi(flag(argc, argv, "reps", "30")));
   const bool scalar_flag = std::stoi(flag(argc, argv, "scalar_A", "0")) != 0;
+  const int bwd_states = std::stoi(flag(argc, argv, "bwd_states", "0"));
   bool once = false, variants = false;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--once") once = true;
@@ -399,7 +411,7 @@ int main(int argc, char** argv) {
   bool first = true;
   for (const Job& j : jobs) {
     const int64_t b = j.shape[0], d = j.shape[1], L = j.shape[2], N = j.shape[3];
-    const Result r = run_shape(j.dt, j.scalar, b, d, L, N, reps, once, variants, s);
+    const Result r = run_shape(j.dt, j.scalar, b, d, L, N, reps, once, variants, bwd_states, s);
     if (once) {
       std::printf("ran %s %s (%lld, %lld, %lld, %lld) once\n", r.dtype.c_str(), r.A.c_str(), (long long)b,
                   (long long)d, (long long)L, (long long)N);

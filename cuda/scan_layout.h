@@ -200,11 +200,15 @@ __host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 2 ? 4 : 
 // (16, 768, 1024): 0.87 against 1.03 ms); where its last wave is 65 % or 23 % full, 2 win
 // ((4, 2048, 4096): 2.90 against 2.42 ms; (2, 4096, 8192): 5.78 against 4.79 ms;
 // (128, 320, 196): 0.76 against 0.69 ms; (256, 160, 784): 2.44 against 2.34 ms), likewise with
-// float32 storage; with a split along L ((1, 1536, 65536)) and at N = 64, 4 win. Hence: N <= 16,
-// no split, at least one block per multiprocessor, and a last wave at most 80 % full.
+// float32 storage; with a split along L ((1, 1536, 65536)) and at N = 64, 4 win, and with rows
+// shorter than one tile ((128, 640, 49): 0.41 against 0.42 ms, last wave 46 % full), where the
+// per-block work outside the recurrence weighs more. Hence: N <= 16, L >= 64, no split, at least
+// one block per multiprocessor, and a last wave at most 80 % full.
 inline bool bwd_prefers_two_states(const ScanParams& p, const Layout& lay4, int64_t row_blocks4,
                                    const LSplit& split4) {
-  if (p.dstate > 16 || split4.nchunks > 1 || row_blocks4 < kSplitMultiprocessors) return false;
+  if (p.dstate > 16 || p.seqlen < kScanCheckpointInterval || split4.nchunks > 1 ||
+      row_blocks4 < kSplitMultiprocessors)
+    return false;
   const int64_t slots = kSplitMultiprocessors *
                         blocks_per_multiprocessor(lay4.smem_bytes, bwd_min_blocks(lay4.kS),
                                                   kMaxThreads, lay4.nt);
