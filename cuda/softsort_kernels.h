@@ -61,7 +61,10 @@ struct Args {
   float* qc = nullptr;          // (B, 2, L): Q_i, C_i
   float* dk = nullptr;          // (B, L): dLoss / dkey in sorted order (score_and_permute on
                                 //   rows of one tile: dLoss / dscores in token order)
-  int* inv_perm = nullptr;      // (B, L): the sorted position of each token (rows of one tile)
+  int* inv_perm = nullptr;      // (B, L): the sorted position of each token (for finish_dx)
+  bool dy_in_dx = false;        // p = 1 rows of several tiles: the apply pass writes K g / Z (g in
+                                //   the hard mode) in the storage type over the sorted tokens in
+                                //   dx, for finish_dx, instead of dybuf for the unpermute
   float* dw_part = nullptr;     // (B, D)
   // p = 1 rows of several tiles, tiles in parallel (softsort_tiles.cuh):
   float* tile_sums = nullptr;   // (B, D, tiles, kTileCarry): the sums each tile passes on
@@ -102,11 +105,15 @@ void launch_bwd(const Args& a, cudaStream_t s);                // the sweep: sor
 void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores (and inv_perm) from qc (1 tile)
 void launch_reduce_qc(const Args& a, cudaStream_t s);          // part -> qc
 void launch_reduce_dw(const Args& a, cudaStream_t s);          // dw_part -> dw
-// Rows of one tile: dx from the sweep's sorted order into token order through inv_perm, and with
-// w the score term dx += ds w and dw_part, from the scores' gradient ds (token order, in dk).
-constexpr int kFinishThreads = 256;
+// p = 1 (rows of one tile, or dy_in_dx): dx from sorted order into token order through inv_perm,
+// and with w the score term dx += ds w and dw_part, from the scores' gradient ds (token order, in
+// dk). One block of finish_dx_threads(L) threads per row, the row in shared memory.
+constexpr int kFinishThreads = 1024;
+int finish_dx_threads(int L);
+size_t finish_dx_smem_bytes(const Args& a);
+const void* finish_dx_kernel_handle(DType dtype, bool with_w);
 void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s);
-void launch_narrow_perm(const Args& a, cudaStream_t s);        // perm -> perm32
+void launch_narrow_perm(const Args& a, cudaStream_t s);        // perm -> perm32 (and inv_perm)
 void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
                    int D, int L, DType dtype, cudaStream_t s);
 

@@ -127,6 +127,16 @@ Args base_args(const SoftSortParams& p) {
 // Rows of p = 1 longer than one block's tile go through the tile kernels (softsort_tiles.cuh).
 bool several_tiles(int64_t L) { return L > int64_t(kMaxThreads) * kE; }
 
+// Whether finish_dx holds a row of `a` in shared memory; if so, its dynamic shared memory limit is
+// raised to that.
+bool finish_dx_fits(const Args& a, bool with_w) {
+  const void* kernel = finish_dx_kernel_handle(a.dtype, with_w);
+  const size_t smem = finish_dx_smem_bytes(a);
+  if (smem > kernel_facts(kernel).smem_limit) return false;
+  blocks_per_sm(kernel, finish_dx_threads(a.L), smem);
+  return true;
+}
+
 // The tile kernels' buffers.
 void carve_tiles(Args& t, Carve& carve) {
   const int64_t n = int64_t(t.B) * std::max(t.D, 1) * t.tiles * kTileCarry;  // (kNorm: one row)
@@ -207,14 +217,19 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
       configure_tiles(f.tiles, true);
       carve_tiles(f.tiles, carve);
       a.parts = f.tiles.parts;
+      a.dy_in_dx = finish_dx_fits(a, p.with_w);
     } else {
       a.parts = band_channel_tiles(a.D);
     }
-    // The sorted tokens sit in dx until the unpermute, which reads a row's tokens before it
-    // writes the row (softsort_band.cu).
+    // The sorted tokens sit in dx. With dy_in_dx the apply pass replaces them there by K g / Z
+    // (in the storage type), which finish_dx puts into token order; otherwise K g / Z goes to
+    // dybuf in float32 (the p = 1 hard mode's dx is g through the permutation instead), and the
+    // unpermute reads a row's tokens before it writes the row (softsort_band.cu).
     a.ybuf = p.dx;
-    // K g / Z in sorted order; the p = 1 hard mode's dx is g through the permutation instead.
-    if (!(p.p_is_one && p.hard)) a.dybuf = carve.take<float>(int64_t(a.B) * a.D * a.L);
+    if (a.dy_in_dx)
+      a.inv_perm = carve.take<int>(BL);
+    else if (!(p.p_is_one && p.hard))
+      a.dybuf = carve.take<float>(int64_t(a.B) * a.D * a.L);
     a.perm32 = carve.take<int>(BL);
   }
   a.inv_z = carve.take<float>(BL);
@@ -232,6 +247,7 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
     k->dybuf = a.dybuf;
     k->perm32 = a.perm32;
     k->inv_perm = a.inv_perm;
+    k->dy_in_dx = a.dy_in_dx;
   }
   f.bytes = carve.used();
   return f;
@@ -418,7 +434,7 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
       if (p.with_w) launch_reduce_dw(a, s);
     }
   } else {  // over sorted tokens: scans of tiles (p = 1) or banded sums (general p)
-    launch_narrow_perm(a, s);  // for the gather and the unpermute
+    launch_narrow_perm(a, s);  // for the gather, the unpermute or finish_dx
     if (!no_channels) {
       Args gather = f.gather;
       gather.hard = true;
@@ -432,12 +448,21 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
       else launch_band_bwd(a, s);
       launch_reduce_qc(a, s);
     }
-    if (p.p_is_one) launch_tiles(f.tiles, TileMode::kKeygrad, s);
-    else launch_band_keygrad(a, s);
+    if (p.p_is_one) {
+      Args kg = f.tiles;
+      if (a.dy_in_dx && p.with_w) kg.dscores = a.dk;  // ds in token order, for finish_dx
+      launch_tiles(kg, TileMode::kKeygrad, s);
+    } else {
+      launch_band_keygrad(a, s);
+    }
     if (!no_channels) {
-      Args un = a;
-      configure_rows(un, RowKernel::kUnpermute);
-      launch_unpermute(un, s);
+      if (a.dy_in_dx) {
+        launch_finish_dx(a, p.with_w, s);
+      } else {
+        Args un = a;
+        configure_rows(un, RowKernel::kUnpermute);
+        launch_unpermute(un, s);
+      }
       if (p.with_w) launch_reduce_dw(a, s);
     }
   }

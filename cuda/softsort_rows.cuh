@@ -145,6 +145,7 @@ __device__ void copy_row(T* dst, const T* src, int L) {
                    (int64_t(L) * sizeof(T)) % 16 == 0;
   if (vec) {
     const int chunks = int(int64_t(L) * sizeof(T) / 16);
+#pragma unroll 4
     for (int k = threadIdx.x; k < chunks; k += blockDim.x)
       reinterpret_cast<uint4*>(dst)[k] = reinterpret_cast<const uint4*>(src)[k];
   } else {

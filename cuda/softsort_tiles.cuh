@@ -19,9 +19,11 @@
 //   kFwd:     per channel, the sorted tokens y (gathered beforehand by the hard-mode row kernel
 //             into `out`), overwritten there with the result (each thread reads its own positions
 //             before writing them);
-//   kBwd:     per channel, y and gh = g / Z with the strict sums; the results are K gh (dybuf)
-//             and the per-position sums over the block's channels of q and c (part), as the band
-//             kernels of general p produce them;
+//   kBwd:     per channel, y and gh = g / Z with the strict sums; the results are K gh and the
+//             per-position sums over the block's channels of q and c (part), as the band kernels
+//             of general p produce them. K gh goes to dybuf in float32 for the unpermute, or
+//             (a.dy_in_dx) in the storage type over y in dx, for finish_dx (in the hard mode g
+//             itself, whose permutation is dx);
 //   kKeygrad: per batch element, ones and C with the strict sums: the key gradient dk (or
 //             dscores), as keygrad_kernel computes it for rows of one tile.
 #pragma once
@@ -58,6 +60,8 @@ struct TileRows {
   const T* g;  // g of the first row at the tile's first position, when read from global memory
   int64_t gl, gd;
 
+  const T* stage = nullptr;  // the stage of the row last read
+
   __device__ TileRows(void* smem, const Args& a, int b, int k, const ChannelRange& cr)
       : pipe(smem, a.stages, min(a.tile, a.L - k * a.tile), cr.rows(),
              static_cast<const T*>(a.ybuf) + (int64_t(b) * a.D + cr.d0) * a.L + int64_t(k) * a.tile,
@@ -73,16 +77,21 @@ struct TileRows {
 
   // The values of the block's row r (its rows in order). Block-wide.
   __device__ void values(int r, const Ctx& c, float (*v)[kE]) {
-    const T* st = pipe.acquire(r);
-    load_run<T, kE>(st, 1, c.s - k0, n, v[0]);
+    stage = pipe.acquire(r);
+    load_run<T, kE>(stage, 1, c.s - k0, n, v[0]);
     if constexpr (M == TileMode::kBwd) {  // gh = g / Z
-      if (pipe.g)
-        load_run<T, kE>(st + n, 1, c.s - k0, n, v[1]);
-      else
-        load_run<T, kE>(g + r * gd, gl, c.s - k0, n, v[1]);
+      raw_g(r, c, v[1]);
 #pragma unroll
       for (int j = 0; j < kE; ++j) v[1][j] *= c.invz[j];
     }
+  }
+
+  // g of the block's row r at the thread's positions (after values(r, ...)).
+  __device__ void raw_g(int r, const Ctx& c, float (&out)[kE]) const {
+    if (pipe.g)
+      load_run<T, kE>(stage + n, 1, c.s - k0, n, out);
+    else
+      load_run<T, kE>(g + r * gd, gl, c.s - k0, n, out);
   }
 };
 
@@ -314,12 +323,21 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
         qc_acc[0][j][threadIdx.x] += q[j];
         qc_acc[1][j][threadIdx.x] += cc[j];
       }
-      if (!a.hard) {  // the hard mode's dx is g through the permutation (unpermute reads g)
-        float dy[kE];
+      // The hard mode's dx is g through the permutation (read by the unpermute, or written here
+      // for finish_dx).
+      float dy[kE];
+      if (a.hard) {
+        if (a.dy_in_dx) tile_rows_of_block.raw_g(d - cr.d0, c, dy);
+      } else {
 #pragma unroll
         for (int j = 0; j < kE; ++j) dy[j] = ts.il[1][j] + ts.gx[1][j];
-        store_run<float, kE>(a.dybuf + row, c.s, L, dy);
       }
+      // Over y in dx: this block alone reads these positions of this row, and it has read them
+      // (staged) before.
+      if (a.dy_in_dx)
+        store_run<T, kE>(static_cast<T*>(a.ybuf) + row, c.s, L, dy);
+      else if (!a.hard)
+        store_run<float, kE>(a.dybuf + row, c.s, L, dy);
     }
   }
   if constexpr (kBwd) {

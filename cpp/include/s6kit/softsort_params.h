@@ -66,9 +66,9 @@ struct SoftSortBwdParams : SoftSortParams {
   // Incoming gradient (batch, dim, L), any strides.
   const void* dout = nullptr;
   int64_t dout_batch_stride = 0, dout_dim_stride = 0, dout_seq_stride = 0;
-  // Gradient of the tokens (batch, dim, L), contiguous, input dtype. The CUDA backward of long
-  // rows (and of general p) also keeps the tokens in sorted order there until it writes dx, so
-  // dx must not overlap x or dout.
+  // Gradient of the tokens (batch, dim, L), contiguous, input dtype. The CUDA backward uses it as
+  // scratch before it writes dx (the tokens and K g / Z in sorted order), so dx must not overlap
+  // x or dout.
   void* dx = nullptr;
   // soft_permute: gradient of the scores (batch, L), contiguous, acc type (w and dw null).
   void* dscores = nullptr;
