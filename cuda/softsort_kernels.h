@@ -39,6 +39,7 @@ struct Args {
   int groups = 1;      // channel groups per batch element: grid (groups, B)
   int stages = 0;      // x rows staged in shared memory per block (0: gathered from global)
   bool g_smem = false;   // backward: the g rows staged with the x rows
+  int acc_smem = 0;      // backward sweep: bytes of its sums of q and c, before the staged rows
   int dx_chunk = 0;      // unpermute: dx positions assembled in shared memory at a time
 
   const void* x = nullptr;  int64_t xb = 0, xd = 0;
@@ -92,7 +93,7 @@ void launch_rank(const RankArgs& a, void* workspace, cudaStream_t s);
 
 enum class RowKernel { kFwd, kBwd, kGather, kUnpermute };
 
-// Fills threads / tile / tiles / groups / stages / g_smem / dx_chunk of `a` for `kind` on
+// Fills threads / tile / tiles / groups / stages / g_smem / acc_smem / dx_chunk of `a` for `kind` on
 // the current device (deterministic: the workspace size follows from it).
 void configure_rows(Args& a, RowKernel kind);
 

@@ -289,9 +289,11 @@ void configure_rows(Args& a, RowKernel kind) {
   const void* kernel = kind == RowKernel::kUnpermute ? unpermute_kernel_handle(a.dtype)
                                                      : row_kernel_handle(a.dtype, kind);
   const KernelFacts facts = kernel_facts(kernel);
-  const size_t row = size_t(L) * dtype_size(a.dtype);
-  const int fit = int(std::min<size_t>(facts.smem_limit / row, 16));  // rows that fit
   const bool sweep = kind == RowKernel::kBwd;
+  a.acc_smem = sweep ? 4 * 16 * a.threads : 0;  // four float4 per thread (bwd_kernel)
+  const size_t room = facts.smem_limit - size_t(a.acc_smem);
+  const size_t row = size_t(L) * dtype_size(a.dtype);
+  const int fit = int(std::min<size_t>(room / row, 16));  // rows that fit
   a.dx_chunk = 0;
   // Shared memory goes to the unpermute's dx row (the scatter target), or first to one staged x
   // row (the gather source), then to the g rows of the sweep (when g runs along L; a broadcast
@@ -299,7 +301,7 @@ void configure_rows(Args& a, RowKernel kind) {
   if (kind == RowKernel::kUnpermute) {  // rows longer than shared memory go in chunks
     a.stages = 0;
     a.g_smem = false;
-    const int most = int(facts.smem_limit / dtype_size(a.dtype)) / kE * kE;
+    const int most = int(room / dtype_size(a.dtype)) / kE * kE;
     a.dx_chunk = fit >= 1 ? L : std::max(kE, most);
   } else {
     a.g_smem = sweep && a.gl == 1 && fit >= 2;

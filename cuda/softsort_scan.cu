@@ -88,12 +88,12 @@ __global__ void tile_chain_kernel(const Args a, int rows, int n) {
 
 }  // namespace
 
-// Dynamic shared memory of a row kernel: staged x rows (and g rows), or the chunk of dx the
-// unpermute assembles at a time.
+// Dynamic shared memory of a row kernel: staged x rows (and g rows; after the sweep's sums), or
+// the chunk of dx the unpermute assembles at a time.
 size_t row_smem_bytes(const Args& a) {
   if (a.dx_chunk > 0) return size_t(a.dx_chunk) * dtype_size(a.dtype);  // the unpermute
   const size_t row = size_t(a.L) * dtype_size(a.dtype);
-  return row * size_t(a.stages) * (a.g_smem ? 2 : 1);
+  return row * size_t(a.stages) * (a.g_smem ? 2 : 1) + size_t(a.acc_smem);
 }
 
 void launch_keygrad(const Args& a, cudaStream_t s) { keygrad_kernel<<<a.B, a.threads, 0, s>>>(a); }

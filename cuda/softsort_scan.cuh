@@ -79,17 +79,20 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   if (!row_finite(env)) return fill_rows_nan(dx, cr.rows(), L);
 
   const T* g = static_cast<const T*>(a.g) + b * a.gb + cr.d0 * a.gd;
-  RowPipe<T> pipe(dyn, a.stages, L, cr.rows(),
+  RowPipe<T> pipe(dyn + a.acc_smem, a.stages, L, cr.rows(),
                   static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
                   a.g_smem ? g : nullptr, a.gd);
   float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
 
-  // The thread's sums of q and c over the block's rows (shared memory, not registers: the scans
-  // need those).
-  __shared__ float qc_acc[2][kE][kMaxThreads];
-  Ctx c;
+  // The thread's sums of q and c over the block's rows, in dynamic shared memory (registers are
+  // the scans'; static arrays would be sized for the largest block, and short rows run many
+  // small blocks per multiprocessor): acc[k * blockDim.x] holds q at the thread's positions 0-3,
+  // 4-7 (k = 0, 1) and c likewise (k = 2, 3).
+  float4* const acc = reinterpret_cast<float4*>(dyn) + threadIdx.x;
+  const int as = int(blockDim.x);
 #pragma unroll
-  for (int j = 0; j < kE; ++j) qc_acc[0][j][threadIdx.x] = qc_acc[1][j][threadIdx.x] = 0.f;
+  for (int k = 0; k < 4; ++k) acc[k * as] = make_float4(0.f, 0.f, 0.f, 0.f);
+  Ctx c;
   load_ctx<true>(c, env, 0, sh.tile);
   normalize_in_block(c, sh);
 
@@ -123,22 +126,31 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
       float q[kE], cc[kE];
       score_terms(c, v, ts, q, cc);
 #pragma unroll
-      for (int j = 0; j < kE; ++j) {
-        qc_acc[0][j][threadIdx.x] += q[j];
-        qc_acc[1][j][threadIdx.x] += cc[j];
+      for (int k = 0; k < 4; ++k) {
+        const float* add = (k < 2 ? q : cc) + 4 * (k & 1);
+        float4 t = acc[k * as];
+        t.x += add[0];
+        t.y += add[1];
+        t.z += add[2];
+        t.w += add[3];
+        acc[k * as] = t;
       }
     };
     scan_row<2, true>(c, sh, load_v, emit);
   }
   if (c.n > 0) {
-    float qacc[kE], cacc[kE];
+    float sums[2][kE];
 #pragma unroll
-    for (int j = 0; j < kE; ++j) {
-      qacc[j] = qc_acc[0][j][threadIdx.x];
-      cacc[j] = qc_acc[1][j][threadIdx.x];
+    for (int k = 0; k < 4; ++k) {
+      const float4 t = acc[k * as];
+      float* out = sums[k >> 1] + 4 * (k & 1);
+      out[0] = t.x;
+      out[1] = t.y;
+      out[2] = t.z;
+      out[3] = t.w;
     }
-    store_run<float, kE>(part, c.s, L, qacc);
-    store_run<float, kE>(part + L, c.s, L, cacc);
+    store_run<float, kE>(part, c.s, L, sums[0]);
+    store_run<float, kE>(part + L, c.s, L, sums[1]);
   }
 }
 
