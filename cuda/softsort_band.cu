@@ -307,7 +307,8 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
   if (!(isfinite(t[0]) && isfinite(t[L - 1]))) {
     fill_rows_nan(dx, cr.rows(), L);
     if (a.w)
-      for (int d = cr.d0 + threadIdx.x; d < cr.d1; d += blockDim.x) a.dw_part[b * D + d] = nan_f();
+      for (int d = cr.d0 + threadIdx.x; d < cr.d1; d += blockDim.x)
+        a.dw_part[int64_t(b) * D + d] = nan_f();
     return;
   }
   T* dx_smem = reinterpret_cast<T*>(dyn);  // a.dx_chunk elements of the dx row
@@ -332,7 +333,7 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
         for (int j = 0; j < kE; ++j) dwacc = fmaf(a.sign * dks[j], yv[j], dwacc);
       }
       const float sum = block_sum(dwacc, red);  // (its barriers also end the reads of y)
-      if (threadIdx.x == 0) a.dw_part[b * D + d] = sum;
+      if (threadIdx.x == 0) a.dw_part[int64_t(b) * D + d] = sum;
     }
     // The row is assembled in shared memory one chunk of token positions at a time (the whole
     // row when it fits), each chunk taking the sorted positions whose token falls in it.
