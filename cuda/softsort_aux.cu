@@ -46,59 +46,56 @@ __global__ void __launch_bounds__(256) scores_kernel(const T* x, int64_t xb, int
 // s_l = <w, x_l>, given ds = dLoss / ds in token order:
 //   dx[b, d, l] = K(g / Z)[b, d, inv[b, l]] + ds[b, l] w[d]
 //   dw_part[b, d] = sum_l ds[b, l] x[b, d, l]
-// A block per row (several rows per block beyond the grid's limit); the row's ds and inv come
-// through L2. 16-bit dx is rounded twice with w (the sorted part, then the sum): an extra error
-// of at most half a unit in the last place of the sorted part.
+// A block per row, grid (D, B); the row's ds and inv come through L2. 16-bit dx is rounded twice
+// with w (the sorted part, then the sum): an extra error of at most half a unit in the last place
+// of the sorted part.
 template <typename T, bool kWithW>
 __global__ void __launch_bounds__(kFinishThreads) finish_dx_kernel(const Args a) {
   extern __shared__ __align__(16) unsigned char dyn[];
   __shared__ float red[32];
   T* const sorted = reinterpret_cast<T*>(dyn);
   const int L = a.L, D = a.D;
-  const int64_t rows = int64_t(a.B) * D;
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // r = (b, d)
-    const int b = int(r / D), d = int(r % D);
-    T* const dxr = static_cast<T*>(a.dx) + r * L;
-    const float* t = a.t + int64_t(b) * L;
-    if (!(isfinite(t[0]) && isfinite(t[L - 1]))) {  // the NaN policy (row_finite)
-      fill_rows_nan(dxr, 1, L);
-      if (kWithW && threadIdx.x == 0) a.dw_part[r] = nan_f();
-      continue;
-    }
-    const int* const inv = a.inv_perm + int64_t(b) * L;
-    __syncthreads();  // the previous row is done with shared memory
-    copy_row(sorted, dxr, L);
-    __syncthreads();  // the whole row is read before any of it is written
-    const T* xr = nullptr;
-    const float* dsr = nullptr;
-    float wd = 0.f, acc = 0.f;
+  const int d = int(blockIdx.x), b = int(blockIdx.y);  // grid (D, B): within its limits (checked)
+  const int64_t r = int64_t(b) * D + d;
+  T* const dxr = static_cast<T*>(a.dx) + r * L;
+  const float* t = a.t + int64_t(b) * L;
+  if (!(isfinite(t[0]) && isfinite(t[L - 1]))) {  // the NaN policy (row_finite)
+    fill_rows_nan(dxr, 1, L);
+    if (kWithW && threadIdx.x == 0) a.dw_part[r] = nan_f();
+    return;
+  }
+  const int* const inv = a.inv_perm + int64_t(b) * L;
+  copy_row(sorted, dxr, L);
+  __syncthreads();  // the whole row is read before any of it is written
+  const T* xr = nullptr;
+  const float* dsr = nullptr;
+  float wd = 0.f, acc = 0.f;
+  if constexpr (kWithW) {
+    xr = static_cast<const T*>(a.x) + b * a.xb + d * a.xd;
+    dsr = a.dk + int64_t(b) * L;
+    wd = a.w[d];
+  }
+  for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
+    int from[kE];
+    load_indices<kE>(inv, s, L, 0, from);
+    float v[kE];
+#pragma unroll
+    for (int j = 0; j < kE; ++j) v[j] = to_f(sorted[from[j]]);
     if constexpr (kWithW) {
-      xr = static_cast<const T*>(a.x) + b * a.xb + d * a.xd;
-      dsr = a.dk + int64_t(b) * L;
-      wd = a.w[d];
-    }
-    for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
-      int from[kE];
-      load_indices<kE>(inv, s, L, 0, from);
-      float v[kE];
+      float xv[kE], sv[kE];
+      load_run<T, kE>(xr, 1, s, L, xv);
+      load_run<float, kE>(dsr, 1, s, L, sv);
 #pragma unroll
-      for (int j = 0; j < kE; ++j) v[j] = to_f(sorted[from[j]]);
-      if constexpr (kWithW) {
-        float xv[kE], sv[kE];
-        load_run<T, kE>(xr, 1, s, L, xv);
-        load_run<float, kE>(dsr, 1, s, L, sv);
-#pragma unroll
-        for (int j = 0; j < kE; ++j) {
-          acc = fmaf(sv[j], xv[j], acc);
-          v[j] = fmaf(sv[j], wd, v[j]);
-        }
+      for (int j = 0; j < kE; ++j) {
+        acc = fmaf(sv[j], xv[j], acc);
+        v[j] = fmaf(sv[j], wd, v[j]);
       }
-      store_run<T, kE>(dxr, s, L, v);
     }
-    if constexpr (kWithW) {
-      acc = block_sum(acc, red);
-      if (threadIdx.x == 0) a.dw_part[r] = acc;
-    }
+    store_run<T, kE>(dxr, s, L, v);
+  }
+  if constexpr (kWithW) {
+    acc = block_sum(acc, red);
+    if (threadIdx.x == 0) a.dw_part[r] = acc;
   }
 }
 
@@ -180,8 +177,7 @@ const void* finish_dx_kernel_handle(DType dtype, bool with_w) {
 void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s) {
   const int threads = finish_dx_threads(a.L);
   const size_t smem = finish_dx_smem_bytes(a);
-  // One block per row up to the grid's limit; beyond it blocks take several rows.
-  const unsigned blocks = unsigned(std::min<int64_t>(int64_t(a.B) * a.D, 0x7fffffff));
+  const dim3 blocks(unsigned(a.D), unsigned(a.B));  // a block per row (b, d)
   switch (a.dtype) {
     case DType::f16:
       if (with_w) finish_dx_kernel<__half, true><<<blocks, threads, smem, s>>>(a);
