@@ -16,6 +16,7 @@ SWEEP = [
     ScanCase(),
     ScanCase(L=1),
     ScanCase(L=2, N=1),
+    ScanCase(L=130, N=1, initial_state=True, last_state=True),  # one decay per step, vectorised
     ScanCase(batch=1, dim=2, L=2049, N=4, initial_state=True, last_state=True),
     ScanCase(batch=1, dim=1, L=5000, N=2, bc="grouped", groups=1),
     ScanCase(L=65, N=64, bc="invariant"),

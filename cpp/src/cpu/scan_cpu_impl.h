@@ -97,7 +97,7 @@ void load_row(const ScanParams& p, int64_t b, int64_t d, RowScratch<acc_t>& s) {
 template <bool kScalarA, typename acc_t>
 inline void decays(const acc_t* __restrict dt, const acc_t* __restrict A, int64_t count,
                    int64_t N, acc_t* __restrict a) {
-  if constexpr (kScalarA) {
+  if (kScalarA || N == 1) {  // one decay per step: vectorised over the steps
     const acc_t A0 = A[0];
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i) a[i] = exp_fast(dt[i] * A0);
