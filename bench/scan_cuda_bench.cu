@@ -9,11 +9,11 @@
 // (batch, 1, N, L); A real (dim, N) unless --scalar_A. Times are medians of --reps runs (CUDA
 // events) after warm-up; when one input set fits in L2 several sets are used in rotation.
 // --once runs each direction once without timing (for profilers such as ncu and the sanitizers;
-// --bwd_states forces the backward's states per thread there). --variants also
-// times the forward with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles, and split
-// along L into about 1 (no split), 2, 4, ..., 64 chunks, and the backward with 2, 4 and 8 states
-// per thread and split along L likewise (the kernels' internal launch API), to check the defaults of cuda/scan_fwd_layout.h and
-// cuda/scan_layout.h on the machine at hand.
+// --bwd_states forces the backward's states per thread there). --variants also times the forward
+// with 2, 4 and 8 states per thread and 16-, 32- and 64-step tiles, and split along L into about 1
+// (no split), 2, 4, ..., 64 chunks, and the backward with 2, 4 and 8 states per thread and split
+// along L likewise (the kernels' internal launch API), to check the defaults of
+// cuda/scan_fwd_layout.h and cuda/scan_layout.h on the machine at hand.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -201,6 +201,14 @@ double median_event_ms(cudaStream_t s, int warmup, int reps, Fn&& fn) {
   return t[t.size() / 2];
 }
 
+// Runs one direction of p as `plan` says, with the workspace ws: run(params, plan, stream).
+template <typename Params, typename Plan, typename Run>
+void run_planned(Params p, const Plan& plan, const Buffer& ws, Run run, cudaStream_t s) {
+  p.workspace = ws.ptr;
+  p.workspace_bytes = ws.bytes;
+  run(p, plan, s);
+}
+
 // One direction split along L into about 1 (no split), 2, 4, ..., 64 chunks, each distinct chunk
 // count timed once: plan_of(params, chunks) plans it, run(params, plan, stream) runs it.
 template <typename Params, typename PlanOf, typename Run>
@@ -213,12 +221,8 @@ std::vector<Result::Split> time_splits(const std::vector<Params>& ps, int reps, 
     if (plan.split.nchunks == last_chunks) continue;  // L too short for more chunks
     last_chunks = plan.split.nchunks;
     Buffer ws(plan.bytes);
-    const double ms = median_event_ms(s, 3, reps, [&](int i) {
-      Params p = ps[i % ps.size()];
-      p.workspace = ws.ptr;
-      p.workspace_bytes = ws.bytes;
-      run(p, plan, s);
-    });
+    const double ms = median_event_ms(
+        s, 3, reps, [&](int i) { run_planned(ps[i % ps.size()], plan, ws, run, s); });
     out.push_back({plan.split.nchunks, ms});
   }
   return out;
@@ -314,11 +318,8 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
     if (bwd_states != 0) {
       const cuda_scan::BwdPlan plan = cuda_scan::plan_bwd(bps[0], 0, bwd_states);
       Buffer ws(plan.bytes);
-      ScanBwdParams p = bps[0];
-      p.workspace = ws.ptr;
-      p.workspace_bytes = ws.bytes;
-      cuda_scan::run_bwd(p, plan, s);
-      check(cudaStreamSynchronize(s), "once");
+      run_planned(bps[0], plan, ws, cuda_scan::run_bwd, s);
+      check(cudaStreamSynchronize(s), "once");  // before ws goes
       return r;
     }
     scan_bwd(bps[0], s, 1);
@@ -344,12 +345,8 @@ Result run_shape(DType dt, bool scalar_A, int64_t b, int64_t d, int64_t L, int64
       const cuda_scan::BwdPlan plan = cuda_scan::plan_bwd(bps[0], 0, kS);
       if (plan.lay.kS != kS) continue;
       Buffer ws(plan.bytes);
-      const double ms = median_event_ms(s, 3, reps, [&](int i) {
-        ScanBwdParams p = bps[i % nsets];
-        p.workspace = ws.ptr;
-        p.workspace_bytes = ws.bytes;
-        cuda_scan::run_bwd(p, plan, s);
-      });
+      const double ms = median_event_ms(
+          s, 3, reps, [&](int i) { run_planned(bps[i % nsets], plan, ws, cuda_scan::run_bwd, s); });
       r.bwd_variants.push_back({kS, plan.lay.T, ms});
     }
     r.fwd_splits = time_splits(fps, reps, s, cuda_scan::plan_fwd, cuda_scan::run_fwd);

@@ -5,12 +5,13 @@ measured copy bandwidth and the ratio to the anchors (ANCHORS.md).
 
 Both run `out = f(x, w)` then the backward of `out.sum()` for x and w, tau = 1, p = 1, ascending
 importance (the paper's order); `--dense-grad` backpropagates a fixed random output gradient
-instead (as training does: the sum's gradient is one broadcast value). Shapes are (batch, L, dim) as in ANCHORS.md; x is (batch, dim, L).
+instead (as training does: the sum's gradient is one broadcast value). Shapes are (batch, L, dim)
+as in ANCHORS.md; x is (batch, dim, L).
 
 GB/s counts the tokens' bytes that the fused kernels of rows of one tile move: the forward reads
 x twice (scores, reordering) and writes the output; the backward's sweep reads x and the output
-gradient and writes dx, then its score pass reads x and dx and writes dx again: 9 token-sized
-tensors. (The gradient of a sum is a broadcast scalar, which costs almost nothing to read, so the
+gradient and writes dx in sorted order, then its finishing pass reads dx and x and writes dx in
+token order: 9 token-sized tensors. (The gradient of a sum is a broadcast scalar, which costs almost nothing to read, so the
 true traffic is nearer 8; longer rows take more passes, see bench/results/README.md.)
 """
 from __future__ import annotations
