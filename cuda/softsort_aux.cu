@@ -58,8 +58,7 @@ __global__ void __launch_bounds__(kFinishThreads) finish_dx_kernel(const Args a)
   const int d = int(blockIdx.x), b = int(blockIdx.y);  // grid (D, B): within its limits (checked)
   const int64_t r = int64_t(b) * D + d;
   T* const dxr = static_cast<T*>(a.dx) + r * L;
-  const float* t = a.t + int64_t(b) * L;
-  if (!(isfinite(t[0]) && isfinite(t[L - 1]))) {  // the NaN policy (row_finite)
+  if (!sorted_row_finite(a.t + int64_t(b) * L, L)) {  // the NaN policy
     fill_rows_nan(dxr, 1, L);
     if (kWithW && threadIdx.x == 0) a.dw_part[r] = nan_f();
     return;
@@ -122,12 +121,13 @@ __global__ void reduce_dw_kernel(const float* dw_part, float* dw, int B, int D) 
   dw[d] = s;
 }
 
-// perm as int32, and its inverse when inv is given (the sorted position of each token).
+// perm as int32 when out is given, and its inverse when inv is given (the sorted position of
+// each token).
 __global__ void narrow_perm_kernel(const int64_t* perm, int* out, int* inv, int L, int64_t n) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const int to = int(perm[i]);
-  out[i] = to;
+  if (out) out[i] = to;
   if (inv) inv[i - i % L + to] = int(i % L);
 }
 
@@ -171,26 +171,6 @@ const void* finish_dx_kernel_handle(DType dtype, bool with_w) {
     default:
       return with_w ? reinterpret_cast<const void*>(&finish_dx_kernel<float, true>)
                     : reinterpret_cast<const void*>(&finish_dx_kernel<float, false>);
-  }
-}
-
-void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s) {
-  const int threads = finish_dx_threads(a.L);
-  const size_t smem = finish_dx_smem_bytes(a);
-  const dim3 blocks(unsigned(a.D), unsigned(a.B));  // a block per row (b, d)
-  switch (a.dtype) {
-    case DType::f16:
-      if (with_w) finish_dx_kernel<__half, true><<<blocks, threads, smem, s>>>(a);
-      else finish_dx_kernel<__half, false><<<blocks, threads, smem, s>>>(a);
-      break;
-    case DType::bf16:
-      if (with_w) finish_dx_kernel<__nv_bfloat16, true><<<blocks, threads, smem, s>>>(a);
-      else finish_dx_kernel<__nv_bfloat16, false><<<blocks, threads, smem, s>>>(a);
-      break;
-    default:
-      if (with_w) finish_dx_kernel<float, true><<<blocks, threads, smem, s>>>(a);
-      else finish_dx_kernel<float, false><<<blocks, threads, smem, s>>>(a);
-      break;
   }
 }
 

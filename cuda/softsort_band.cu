@@ -303,8 +303,7 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
   const ChannelRange cr(D);
   if (cr.rows() <= 0) return;
   T* dx = static_cast<T*>(a.dx) + (int64_t(b) * D + cr.d0) * L;
-  const float* t = a.t + int64_t(b) * L;
-  if (!(isfinite(t[0]) && isfinite(t[L - 1]))) {
+  if (!sorted_row_finite(a.t + int64_t(b) * L, L)) {
     fill_rows_nan(dx, cr.rows(), L);
     if (a.w)
       for (int d = cr.d0 + threadIdx.x; d < cr.d1; d += blockDim.x)
@@ -402,13 +401,8 @@ const void* unpermute_kernel_handle(DType dtype) {
 }
 
 void launch_unpermute(const Args& a, cudaStream_t s) {
-  const dim3 grid(a.groups, a.B);
-  const size_t smem = row_smem_bytes(a);
-  switch (a.dtype) {
-    case DType::f16: unpermute_kernel<__half><<<grid, a.threads, smem, s>>>(a); break;
-    case DType::bf16: unpermute_kernel<__nv_bfloat16><<<grid, a.threads, smem, s>>>(a); break;
-    default: unpermute_kernel<float><<<grid, a.threads, smem, s>>>(a); break;
-  }
+  launch_handle(unpermute_kernel_handle(a.dtype), dim3(a.groups, a.B), a.threads, row_smem_bytes(a),
+                a, s, "unpermute launch");
 }
 
 }  // namespace s6kit::cuda_softsort

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "cuda_check.h"
 #include "s6kit/tensor.h"
 
 namespace s6kit::cuda_softsort {
@@ -103,7 +104,7 @@ size_t row_smem_bytes(const Args& a);
 // p = 1.
 void launch_fwd(const Args& a, cudaStream_t s);                // out (or the gather with hard)
 void launch_bwd(const Args& a, cudaStream_t s);                // the sweep: sorted dx, part
-void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores (and inv_perm) from qc (1 tile)
+void launch_keygrad(const Args& a, cudaStream_t s);            // dk or dscores from qc (1 tile)
 void launch_reduce_qc(const Args& a, cudaStream_t s);          // part -> qc
 void launch_reduce_dw(const Args& a, cudaStream_t s);          // dw_part -> dw
 // p = 1 (rows of one tile, or dy_in_dx): dx from sorted order into token order through inv_perm,
@@ -113,8 +114,7 @@ constexpr int kFinishThreads = 1024;
 int finish_dx_threads(int L);
 size_t finish_dx_smem_bytes(const Args& a);
 const void* finish_dx_kernel_handle(DType dtype, bool with_w);
-void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s);
-void launch_narrow_perm(const Args& a, cudaStream_t s);        // perm -> perm32 (and inv_perm)
+void launch_narrow_perm(const Args& a, cudaStream_t s);        // perm -> perm32 and / or inv_perm
 void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
                    int D, int L, DType dtype, cudaStream_t s);
 
@@ -146,5 +146,14 @@ void launch_band_fwd(const Args& a, cudaStream_t s);           // out from ybuf
 void launch_band_bwd(const Args& a, cudaStream_t s);           // dybuf, part
 void launch_band_keygrad(const Args& a, cudaStream_t s);       // dk or dscores from qc
 void launch_unpermute(const Args& a, cudaStream_t s);          // dx (+ dk w, dw_part) from dybuf
+
+// Launches `kernel` (a kernel taking one Args, as a *_kernel_handle returns it); the launchers of
+// kernels with one instance per dtype (and flag) go through it instead of switching again.
+inline void launch_handle(const void* kernel, dim3 grid, int threads, size_t smem, const Args& a,
+                          cudaStream_t s, const char* what) {
+  Args arg = a;
+  void* params[] = {&arg};
+  cuda_check(cudaLaunchKernel(kernel, grid, dim3(unsigned(threads)), params, smem, s), what);
+}
 
 }  // namespace s6kit::cuda_softsort

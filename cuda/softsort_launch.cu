@@ -127,14 +127,9 @@ Args base_args(const SoftSortParams& p) {
 // Rows of p = 1 longer than one block's tile go through the tile kernels (softsort_tiles.cuh).
 bool several_tiles(int64_t L) { return L > int64_t(kMaxThreads) * kE; }
 
-// Whether finish_dx holds a row of `a` in shared memory; if so, its dynamic shared memory limit is
-// raised to that.
+// Whether finish_dx can hold a row of `a` in shared memory.
 bool finish_dx_fits(const Args& a, bool with_w) {
-  const void* kernel = finish_dx_kernel_handle(a.dtype, with_w);
-  const size_t smem = finish_dx_smem_bytes(a);
-  if (smem > kernel_facts(kernel).smem_limit) return false;
-  blocks_per_sm(kernel, finish_dx_threads(a.L), smem);
-  return true;
+  return finish_dx_smem_bytes(a) <= kernel_facts(finish_dx_kernel_handle(a.dtype, with_w)).smem_limit;
 }
 
 // The tile kernels' buffers.
@@ -254,6 +249,16 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
 }
 
 void sync_check(const char* what) { cuda_check(cudaGetLastError(), what); }
+
+// finish_dx (softsort_aux.cu) on a (D, B) grid, a block per row, the row in dynamic shared memory
+// (its limit raised first where the row needs it; cached per device).
+void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s) {
+  const void* kernel = finish_dx_kernel_handle(a.dtype, with_w);
+  const int threads = finish_dx_threads(a.L);
+  const size_t smem = finish_dx_smem_bytes(a);
+  blocks_per_sm(kernel, threads, smem);
+  launch_handle(kernel, dim3(unsigned(a.D), unsigned(a.B)), threads, smem, a, s, "finish_dx launch");
+}
 
 }  // namespace
 
@@ -432,6 +437,7 @@ void softsort_bwd_cuda(const SoftSortBwdParams& p, void* stream) {
     if (p.with_w) kg.dscores = a.dk;  // ds in token order, for the score term
     launch_keygrad(kg, s);
     if (!no_channels) {
+      launch_narrow_perm(a, s);  // inv_perm only
       launch_finish_dx(a, p.with_w, s);
       if (p.with_w) launch_reduce_dw(a, s);
     }

@@ -34,10 +34,11 @@ __device__ __forceinline__ RowEnv make_env(const Args& a, int b, bool with_invz)
 }
 
 // Sorting puts NaN and infinities at the ends of the row: a batch element with any of them gets
-// NaN everywhere (the documented policy).
-__device__ __forceinline__ bool row_finite(const RowEnv& e) {
-  return isfinite(e.t[0]) && isfinite(e.t[e.L - 1]);
+// NaN everywhere (the documented policy). `t`: the row's L sorted scores.
+__device__ __forceinline__ bool sorted_row_finite(const float* t, int L) {
+  return isfinite(t[0]) && isfinite(t[L - 1]);
 }
+__device__ __forceinline__ bool row_finite(const RowEnv& e) { return sorted_row_finite(e.t, e.L); }
 
 template <typename T>
 __device__ void fill_rows_nan(T* rows, int n_rows, int L) {

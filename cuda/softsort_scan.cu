@@ -9,7 +9,8 @@
 //     and c_i = gh_i out_i over its channels into its slice of `part`;
 //   reduce_qc: Q_i, C_i = sums over the slices;
 //   keygrad: dk_i = -(Q_i - C_i (SR - SL)[1]_i - (SR - SL)[C]_i) / tau, scattered by the
-//     permutation into the scores' gradient ds (token order), and the inverse permutation;
+//     permutation into the scores' gradient ds (token order);
+//   narrow_perm (softsort_aux.cu): the inverse permutation;
 //   finish_dx (softsort_aux.cu): dx into token order, and for score_and_permute dx += ds w and
 //     the partials of dw = sum ds x.
 #include "softsort_rows.cuh"
@@ -36,7 +37,6 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
     for (int i = threadIdx.x; i < L; i += blockDim.x) {
       if (a.dscores) a.dscores[int64_t(b) * L + i] = nan_f();
       else a.dk[int64_t(b) * L + i] = nan_f();
-      if (a.inv_perm) a.inv_perm[int64_t(b) * L + i] = i;  // any permutation: dx is NaN
     }
     return;
   }
@@ -53,10 +53,6 @@ __global__ void __launch_bounds__(kMaxThreads) keygrad_kernel(const Args a) {
       },
       [&](const Ctx& c, const float (&v)[2][kE], const TileScan<2, true>& ts) {
         emit_key_gradient(a, b, c, v, ts);
-        if (a.inv_perm)
-#pragma unroll
-          for (int j = 0; j < kE; ++j)
-            if (j < c.n) a.inv_perm[int64_t(b) * L + c.perm[j]] = c.s + j;
       });
 }
 
