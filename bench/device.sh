@@ -150,7 +150,8 @@ if [ -n "$NCU" ] && [ -x "$BENCH" ]; then
     # Profiled into a report, then its details printed into the log (and the summary).
     step "ncu_bf16_8x1536x2048x16_A_$a" 120 bash -c "'$NCU' --clock-control none --section SpeedOfLight \
       --section Occupancy --section WarpStateStats --section LaunchStats \
-      --section MemoryWorkloadAnalysis -k 'regex:scan_(fwd|bwd)_kernel' \
+      --section MemoryWorkloadAnalysis --section SchedulerStats --section InstructionStats \
+      --section SourceCounters --import-source yes -k 'regex:scan_(fwd|bwd)_kernel' \
       --export '$OUT/ncu_bf16_A_$a' --force-overwrite \
       '$BENCH' --shape=8,1536,2048,16 --dtype=bf16 --scalar_A=$s --once && \
       '$NCU' --import '$OUT/ncu_bf16_A_$a.ncu-rep' --page details"
