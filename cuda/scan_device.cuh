@@ -103,17 +103,57 @@ __device__ __forceinline__ void load_span(const in_t* row, int64_t gl, int64_t L
   }
 }
 
-// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`.
+// The bits of two elements of a 16-bit storage type in one 32-bit word (the first in the low half).
+template <typename in_t>
+__device__ __forceinline__ uint32_t pack_pair(float first, float second) {
+  static_assert(sizeof(in_t) == 2, "16-bit storage");
+  const in_t lo = from_float<in_t>(first), hi = from_float<in_t>(second);
+  uint16_t l, h;
+  memcpy(&l, &lo, 2);
+  memcpy(&h, &hi, 2);
+  return uint32_t(l) | (uint32_t(h) << 16);
+}
+
+// One 8- or 16-byte global store of W 32-bit words at `dst` (aligned to 4 W bytes), written as
+// PTX (see store_span).
+template <int W>
+__device__ __forceinline__ void store_words(void* dst, const uint32_t (&w)[W]) {
+  static_assert(W == 2 || W == 4, "8 or 16 bytes");
+#ifdef __CUDA_ARCH__
+  if constexpr (W == 4)
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "r"(w[0]), "r"(w[1]),
+                 "r"(w[2]), "r"(w[3]));
+  else
+    asm volatile("st.global.v2.b32 [%0], {%1, %2};\n" ::"l"(dst), "r"(w[0]), "r"(w[1]));
+#else
+  memcpy(dst, w, sizeof(w));
+#endif
+}
+
+// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`. For 16-bit
+// storage the vector is stored through PTX: written in C++, the compiler merged it with the
+// element-wise branch into 4-byte stores, one memory request each across a warp's rows; the
+// forward's 16-byte output stores took its bf16 time at (8, 1536, 2048, 16) from 0.352 to 0.288
+// ms on an H100 (bench/results/h100_extra/store_span_ab.log). float32 keeps the C++ store: the
+// backward compiles it to 16-byte stores, and through PTX its 2-state kernel ran 1.5-2.5 % slower
+// (the forward's float32 output stays in element stores: 0.426 against 0.414 ms through PTX).
 template <typename in_t, int V>
 __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, bool vec, const float (&v)[V]) {
   static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
   if (vec && gl + V <= L) {
-    in_t e[V];
+    if constexpr (sizeof(in_t) == 2) {
+      uint32_t w[V / 2];
 #pragma unroll
-    for (int k = 0; k < V; ++k) e[k] = from_float<in_t>(v[k]);
-    SpanBits<in_t, V> q;
-    memcpy(&q, e, sizeof(q));
-    *reinterpret_cast<SpanBits<in_t, V>*>(row + gl) = q;
+      for (int k = 0; k < V / 2; ++k) w[k] = pack_pair<in_t>(v[2 * k], v[2 * k + 1]);
+      store_words<V / 2>(row + gl, w);
+    } else {
+      in_t e[V];
+#pragma unroll
+      for (int k = 0; k < V; ++k) e[k] = from_float<in_t>(v[k]);
+      SpanBits<in_t, V> q;
+      memcpy(&q, e, sizeof(q));
+      *reinterpret_cast<SpanBits<in_t, V>*>(row + gl) = q;
+    }
   } else {
 #pragma unroll
     for (int k = 0; k < V; ++k)
