@@ -182,16 +182,38 @@ __device__ __forceinline__ void load_row_states(const float* row, int slice, int
   }
 }
 
+// One 8- or 16-byte shared-memory store of W floats at `dst` (aligned to 4 W bytes), written as
+// PTX: the backward's float4 stores of its dB / dC exchange came out of the compiler as 4-byte
+// stores with 4-way bank conflicts (84 M of the kernel's 264 M shared-memory wavefronts at
+// (8, 1536, 2048, 16) bf16). Through PTX that backward went from 1.70 to 1.51 ms on an H100
+// (bench/results/h100_extra/store_row_states_ab.log).
+template <int W>
+__device__ __forceinline__ void store_shared_floats(float* dst, const float (&v)[W]) {
+  static_assert(W == 2 || W == 4, "8 or 16 bytes");
+#ifdef __CUDA_ARCH__
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if constexpr (W == 4)
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "f"(v[0]), "f"(v[1]),
+                 "f"(v[2]), "f"(v[3])
+                 : "memory");
+  else
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(a), "f"(v[0]), "f"(v[1]) : "memory");
+#else
+  memcpy(dst, v, sizeof(v));
+#endif
+}
+
 template <int kS>
 __device__ __forceinline__ void store_row_states(float* row, int slice, int R, const float (&v)[kS]) {
   static_assert(kS == 2 || kS == 4 || kS == 8, "2, 4 or 8 states per thread");
   if constexpr (kS == 2) {
-    *reinterpret_cast<float2*>(row + 2 * slice) = make_float2(v[0], v[1]);
+    store_shared_floats<2>(row + 2 * slice, v);
   } else {
 #pragma unroll
-    for (int h = 0; h < kS / 4; ++h)
-      *reinterpret_cast<float4*>(row + (h * R + slice) * 4) =
-          make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
+    for (int h = 0; h < kS / 4; ++h) {
+      const float q[4] = {v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]};
+      store_shared_floats<4>(row + (h * R + slice) * 4, q);
+    }
   }
 }
 
