@@ -78,10 +78,10 @@ struct StepOperands {
 // For scalar A with 4 states per thread the shared-memory reads of the next four steps are issued
 // before the arithmetic of these four (software pipelining over two operand sets): with no
 // exponentials per state, a warp would otherwise wait out the reads' latency at every group.
-// Measured on an H100 at (8, 1536, 2048, 16) bf16 (bench/results/README.md): scalar A 0.365 ->
-// 0.343 ms; real A, whose exponentials per state fill that wait, 0.353 -> 0.367 ms (more
-// instructions), so it reads each step's operands just before using them, as do 2 states (64
-// registers) and 8 (no room for a second operand set).
+// Measured on an H100 at (8, 1536, 2048, 16) bf16 (bench/results/h100_extra/
+// fwd_pipelining_ab.log): scalar A 0.365 -> 0.343 ms; real A, whose exponentials per state fill
+// that wait, 0.353 -> 0.367 ms (more instructions), so it reads each step's operands just before
+// using them, as do 2 states (64 registers) and 8 (no room for a second operand set).
 template <bool kScalarA, int kS, bool kY, bool kDecay>
 __device__ __forceinline__ void fwd_recurrence(float (&h)[kS], const float (&A2)[kS], float& decay,
                                                const float2* dtu_row, int rows, const float* bBase,
