@@ -193,27 +193,27 @@ __host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 2 ? 4 : 
 
 // Whether the backward should run with 2 states per thread instead of 4 (bwd_states_per_thread's
 // default), given the 4-state layout, its row blocks and split. Two states per thread give twice
-// the lanes per row, so twice the warps for the same rows, at about the same rows per second and
-// multiprocessor when both fill the GPU; so the choice is about the waves of blocks. Measured on
-// an H100 (bench/scan_cuda_bench --variants, bf16, N = 16, 4 states against 2): where the
-// 4-state grid is one wave 97 % full, 4 win ((8, 1536, 2048): 1.70 against 2.06 ms;
-// (16, 768, 1024): 0.87 against 1.03 ms); where its last wave is 65 % or 23 % full, 2 win
-// ((4, 2048, 4096): 2.90 against 2.42 ms; (2, 4096, 8192): 5.78 against 4.79 ms;
-// (128, 320, 196): 0.76 against 0.69 ms; (256, 160, 784): 2.44 against 2.34 ms), likewise with
-// float32 storage; with a split along L ((1, 1536, 65536)) and at N = 64, 4 win, and with rows
-// shorter than one tile ((128, 640, 49): 0.41 against 0.42 ms, last wave 46 % full), where the
-// per-block work outside the recurrence weighs more. Hence: N <= 16, L >= 64, no split, at least
-// one block per multiprocessor, and a last wave at most 80 % full.
+// the lanes per row, so twice the warps for the same rows, at fewer rows per second and
+// multiprocessor when both fill the GPU; so they pay only where the 4-state grid leaves the GPU
+// short of warps: a single wave of blocks well short of full. Measured on an H100
+// (bench/scan_cuda_bench --variants, N = 16, 4 states against 2,
+// bench/results/h100_extra/bwd_states_variants_76fbb4d.log): one partial wave 65 % full, 2 win
+// ((4, 2048, 4096): bf16 2.61 against 2.38 ms, float32 2.39 against 2.24 ms; (2, 4096, 8192):
+// 5.11 against 4.69 ms); one wave 97 % full, 4 win ((8, 1536, 2048): 1.51 against 2.02 ms;
+// (16, 768, 1024): 0.76 against 1.02 ms); several waves, 4 win or tie ((256, 160, 784): 2.20
+// against 2.29 ms; (128, 320, 196): bf16 0.691 against 0.680 ms, float32 0.586 against 0.609 ms);
+// with a split along L ((1, 1536, 65536)) and at N = 64, 4 win, and rows shorter than one tile
+// keep 4 ((128, 640, 49): 0.37 against 0.42 ms). Hence: N <= 16, L >= 64, no split, and the
+// 4-state grid from one block per multiprocessor up to 80 % of one wave.
 inline bool bwd_prefers_two_states(const ScanParams& p, const Layout& lay4, int64_t row_blocks4,
                                    const LSplit& split4) {
   if (p.dstate > 16 || p.seqlen < kScanCheckpointInterval || split4.nchunks > 1 ||
       row_blocks4 < kSplitMultiprocessors)
     return false;
-  const int64_t slots = kSplitMultiprocessors *
-                        blocks_per_multiprocessor(lay4.smem_bytes, bwd_min_blocks(lay4.kS),
-                                                  kMaxThreads, lay4.nt);
-  const int64_t last = row_blocks4 % slots;
-  return last != 0 && last * 5 <= slots * 4;
+  const int64_t wave = kSplitMultiprocessors *
+                       blocks_per_multiprocessor(lay4.smem_bytes, bwd_min_blocks(lay4.kS),
+                                                 kMaxThreads, lay4.nt);
+  return row_blocks4 * 5 <= wave * 4;
 }
 
 // The split along L of a backward of `row_blocks` blocks of layout `lay`; forced_chunks > 0:

@@ -115,7 +115,7 @@ def test_half_storage_within_the_cpu_kernels_error(case, dtype, cap, floor):
         assert err < cap and err <= 2 * cpu_err + floor, (k, err, cpu_err)
 
 
-# Rows enough for a wave of backward blocks that is not nearly full (and L >= 64) take the layout
+# Rows that make a single wave of backward blocks well short of full (and L >= 64) take the layout
 # with 2 states per thread (cuda/scan_layout.h, bwd_prefers_two_states): 4608 rows at N = 16 (and
 # 9216 at N = 8) make 144 blocks of the 4-state layout, 36 % of one wave on an H100.
 TWO_STATE_CASES = [
