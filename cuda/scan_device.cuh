@@ -130,22 +130,27 @@ __device__ __forceinline__ void store_words(void* dst, const uint32_t (&w)[W]) {
 #endif
 }
 
-// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`. For 16-bit
-// storage the vector is stored through PTX: written in C++, the compiler merged it with the
-// element-wise branch into 4-byte stores, one memory request each across a warp's rows; the
-// forward's 16-byte output stores took its bf16 time at (8, 1536, 2048, 16) from 0.352 to 0.288
-// ms on an H100 (bench/results/h100_extra/store_span_ab.log). float32 keeps the C++ store: the
-// backward compiles it to 16-byte stores, and through PTX its 2-state kernel ran 1.5-2.5 % slower
-// (the forward's float32 output stays in element stores: 0.426 against 0.414 ms through PTX).
-template <typename in_t, int V>
+// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`. kPtx: the
+// vector goes through PTX. Written in C++, the compiler merged it with the element-wise branch
+// into 4-byte (float32: element) stores, one memory request each across a warp's rows, in every
+// forward and in the backward's 16-bit stores; through PTX the forward's bf16 time at
+// (8, 1536, 2048, 16) went from 0.352 to 0.288 ms on an H100, its float32 time from 0.426 to
+// 0.414 ms (bench/results/h100_extra/store_span_ab.log). The backward's float32 stores, which the
+// compiler keeps at 16 bytes, stay in C++: through PTX its 2-state kernel ran 1.5-2.5 % slower.
+template <typename in_t, int V, bool kPtx = sizeof(in_t) == 2>
 __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, bool vec, const float (&v)[V]) {
   static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
   if (vec && gl + V <= L) {
-    if constexpr (sizeof(in_t) == 2) {
-      uint32_t w[V / 2];
+    if constexpr (kPtx) {
+      constexpr int W = V * int(sizeof(in_t)) / 4;  // 32-bit words
+      uint32_t w[W];
+      if constexpr (sizeof(in_t) == 4) {
+        memcpy(w, v, sizeof(w));
+      } else {
 #pragma unroll
-      for (int k = 0; k < V / 2; ++k) w[k] = pack_pair<in_t>(v[2 * k], v[2 * k + 1]);
-      store_words<V / 2>(row + gl, w);
+        for (int k = 0; k < W; ++k) w[k] = pack_pair<in_t>(v[2 * k], v[2 * k + 1]);
+      }
+      store_words<W>(row + gl, w);
     } else {
       in_t e[V];
 #pragma unroll

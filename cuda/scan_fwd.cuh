@@ -317,7 +317,7 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
 #pragma unroll
           for (int k = 0; k < V; ++k) v[k] *= z[k] * sigmoid(z[k]);
         }
-        store_span<in_t, V>(Out + (b * dim + d0 + r) * L, gl, L, args.vec_out, v);
+        store_span<in_t, V, true>(Out + (b * dim + d0 + r) * L, gl, L, args.vec_out, v);
       }
     };
 
