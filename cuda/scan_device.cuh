@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -115,7 +116,9 @@ __device__ __forceinline__ uint32_t pack_pair(float first, float second) {
 }
 
 // One 8- or 16-byte global store of W 32-bit words at `dst` (aligned to 4 W bytes), written as
-// PTX (see store_span).
+// PTX (see store_span). `dst` is a generic pointer to global memory, whose generic address is its
+// global address on CUDA GPUs. No "memory" clobber: no kernel reads these outputs back, and the
+// barriers and asynchronous copies around them are ordered asm statements themselves.
 template <int W>
 __device__ __forceinline__ void store_words(void* dst, const uint32_t (&w)[W]) {
   static_assert(W == 2 || W == 4, "8 or 16 bytes");
@@ -126,6 +129,7 @@ __device__ __forceinline__ void store_words(void* dst, const uint32_t (&w)[W]) {
   else
     asm volatile("st.global.v2.b32 [%0], {%1, %2};\n" ::"l"(dst), "r"(w[0]), "r"(w[1]));
 #else
+  assert(reinterpret_cast<uintptr_t>(dst) % sizeof(w) == 0);
   memcpy(dst, w, sizeof(w));
 #endif
 }
@@ -204,6 +208,7 @@ __device__ __forceinline__ void store_shared_floats(float* dst, const float (&v)
   else
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(a), "f"(v[0]), "f"(v[1]) : "memory");
 #else
+  assert(reinterpret_cast<uintptr_t>(dst) % sizeof(v) == 0);
   memcpy(dst, v, sizeof(v));
 #endif
 }

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <cstdint>
 
 #include "scan_layout.h"
@@ -96,6 +97,7 @@ inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
   a.log2rows = ilog2(a.rows);
   a.npad = a.R * kS;
   a.log2npad = ilog2(a.npad);
+  assert(T % 8 == 0);  // fwd_recurrence runs whole groups of eight steps
   a.T = T;
   a.log2T = ilog2(T);
   a.es = static_cast<int>(dtype_size(p.input_type));

@@ -198,13 +198,13 @@ __host__ __device__ constexpr int bwd_min_blocks(int kS) { return kS == 2 ? 4 : 
 // short of warps: a single wave of blocks well short of full. Measured on an H100
 // (bench/scan_cuda_bench --variants, N = 16, 4 states against 2,
 // bench/results/h100_extra/bwd_states_variants_76fbb4d.log): one partial wave 65 % full, 2 win
-// ((4, 2048, 4096): bf16 2.61 against 2.38 ms, float32 2.39 against 2.24 ms; (2, 4096, 8192):
-// 5.11 against 4.69 ms); one wave 97 % full, 4 win ((8, 1536, 2048): 1.51 against 2.02 ms;
-// (16, 768, 1024): 0.76 against 1.02 ms); several waves, 4 win or tie ((256, 160, 784): 2.20
-// against 2.29 ms; (128, 320, 196): bf16 0.691 against 0.680 ms, float32 0.586 against 0.609 ms);
-// with a split along L ((1, 1536, 65536)) and at N = 64, 4 win, and rows shorter than one tile
-// keep 4 ((128, 640, 49): 0.37 against 0.42 ms). Hence: N <= 16, L >= 64, no split, and the
-// 4-state grid from one block per multiprocessor up to 80 % of one wave.
+// ((4, 2048, 4096): bf16 2.61 against 2.38 ms, float32 2.39 against 2.24 ms; (2, 4096, 8192): 5.11
+// against 4.69 ms); one wave 97 % full, 4 win ((8, 1536, 2048): 1.51 against 2.02 ms;
+// (16, 768, 1024): 0.76 against 1.02 ms); several waves, 4 win or lose by under 2 %
+// ((256, 160, 784): 2.20 against 2.29 ms; (128, 320, 196): bf16 0.691 against 0.680 ms, float32
+// 0.586 against 0.609 ms); with a split along L ((1, 1536, 65536)) and at N = 64, 4 win, and rows
+// shorter than one tile keep 4 ((128, 640, 49): 0.37 against 0.42 ms). Hence: N <= 16, L >= 64, no
+// split, and the 4-state grid from one block per multiprocessor up to 80 % of one wave.
 inline bool bwd_prefers_two_states(const ScanParams& p, const Layout& lay4, int64_t row_blocks4,
                                    const LSplit& split4) {
   if (p.dstate > 16 || p.seqlen < kScanCheckpointInterval || split4.nchunks > 1 ||

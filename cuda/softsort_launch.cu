@@ -129,7 +129,8 @@ bool several_tiles(int64_t L) { return L > int64_t(kMaxThreads) * kE; }
 
 // Whether finish_dx can hold a row of `a` in shared memory.
 bool finish_dx_fits(const Args& a, bool with_w) {
-  return finish_dx_smem_bytes(a) <= kernel_facts(finish_dx_kernel_handle(a.dtype, with_w)).smem_limit;
+  const void* kernel = finish_dx_kernel_handle(a.dtype, with_w);
+  return finish_dx_smem_bytes(a) <= kernel_facts(kernel).smem_limit;
 }
 
 // The tile kernels' buffers.
@@ -257,7 +258,8 @@ void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s) {
   const int threads = finish_dx_threads(a.L);
   const size_t smem = finish_dx_smem_bytes(a);
   blocks_per_sm(kernel, threads, smem);
-  launch_handle(kernel, dim3(unsigned(a.D), unsigned(a.B)), threads, smem, a, s, "finish_dx launch");
+  const dim3 grid(unsigned(a.D), unsigned(a.B));  // a block per row (b, d)
+  launch_handle(kernel, grid, threads, smem, a, s, "finish_dx launch");
 }
 
 }  // namespace
