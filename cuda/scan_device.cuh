@@ -236,9 +236,26 @@ __device__ __forceinline__ void load_global_states(const float* row, int slice, 
   for (int i = 0; i < kS; ++i) v[i] = n0 + i < N ? row[n0 + i] : 0.f;
 }
 
-template <int kS>
+// Stores the thread's states n = slice * kS + i < N into row[n]. kVec: 16 bytes at a time (through
+// PTX, store_words) where all kS exist and the address allows, as the forward's checkpoints and
+// states do: its 4-byte stores came to 4 memory requests per 16 bytes across a warp's rows, and
+// 16-byte ones made the forward 1-5 % faster on an H100 (the `states` columns of
+// bench/results/h100_extra/store_span_ab.log). The backward's few stores of states keep the plain
+// code, whose registers it was tuned with.
+template <int kS, bool kVec = false>
 __device__ __forceinline__ void store_global_states(float* row, int slice, int N, const float (&v)[kS]) {
   const int n0 = slice * kS;
+  if constexpr (kVec && kS % 4 == 0) {
+    if (n0 + kS <= N && reinterpret_cast<uintptr_t>(row + n0) % 16 == 0) {
+#pragma unroll
+      for (int q = 0; q < kS / 4; ++q) {
+        uint32_t w[4];
+        memcpy(w, &v[4 * q], sizeof(w));
+        store_words<4>(row + n0 + 4 * q, w);
+      }
+      return;
+    }
+  }
 #pragma unroll
   for (int i = 0; i < kS; ++i)
     if (n0 + i < N) row[n0 + i] = v[i];

@@ -412,8 +412,8 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
       __syncthreads();
 
       if (ckpt != nullptr && valid && l0 % kScanCheckpointInterval == 0)
-        store_global_states<kS>(ckpt + ((b * dim + d) * n_ckpt + l0 / kScanCheckpointInterval) * N,
-                                slice, N, h);
+        store_global_states<kS, true>(
+            ckpt + ((b * dim + d) * n_ckpt + l0 / kScanCheckpointInterval) * N, slice, N, h);
 
       // The recurrence; each lane keeps its partial y of four steps at a time.
       const float2* const dtu_row = sDtu + row;
@@ -432,10 +432,11 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
 
     if (valid && args.pass == FwdPass::chunk_states) {
       const int64_t at = chunk * p.batch * dim + b * dim + d;
-      store_global_states<kS>(args.states + at * N, slice, N, h);
+      store_global_states<kS, true>(args.states + at * N, slice, N, h);
       if (local && slice == 0) args.decays[at] = decay;
     } else if (args.write_out && valid && chunk == args.nchunks - 1) {
-      store_global_states<kS>(static_cast<float*>(p.last_state) + (b * dim + d) * N, slice, N, h);
+      store_global_states<kS, true>(static_cast<float*>(p.last_state) + (b * dim + d) * N, slice,
+                                    N, h);
     }
   }
 }
