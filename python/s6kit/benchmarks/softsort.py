@@ -11,8 +11,9 @@ as in ANCHORS.md; x is (batch, dim, L).
 GB/s counts the tokens' bytes that the fused kernels of rows of one tile move: the forward reads
 x twice (scores, reordering) and writes the output; the backward's sweep reads x and the output
 gradient and writes dx in sorted order, then its finishing pass reads dx and x and writes dx in
-token order: 9 token-sized tensors. (The gradient of a sum is a broadcast scalar, which costs almost nothing to read, so the
-true traffic is nearer 8; longer rows take more passes, see bench/results/README.md.)
+token order: 9 token-sized tensors. (The gradient of a sum is a broadcast scalar, which costs
+almost nothing to read, so the true traffic is nearer 8; longer rows take more passes, see
+bench/results/README.md.)
 """
 from __future__ import annotations
 
@@ -121,8 +122,8 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
             ms, extra = measure(score_and_permute, x, w, device, reps, tau, p, g)
             token_bytes = x.numel() * elem
             row = dict(device=str(device), dtype=dtype_name, shape=list(shape), tau=tau, p=p,
-                       grad="dense" if dense_grad else "sum", ms=ms, extra_bytes=extra, token_bytes=token_bytes,
-                       GBps=TOKEN_PASSES * token_bytes / (ms * 1e-3) / 1e9)
+                       grad="dense" if dense_grad else "sum", ms=ms, extra_bytes=extra,
+                       token_bytes=token_bytes, GBps=TOKEN_PASSES * token_bytes / (ms * 1e-3) / 1e9)
             if extra is not None:
                 row["extra_x_tokens"] = extra / token_bytes
             if copy_gbps:
