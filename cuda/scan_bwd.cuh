@@ -73,8 +73,10 @@ struct BwdArgs {
 };
 
 // kAdjoints: the instance of BwdPass::chunk_adjoints (a separate one, so that the registers of
-// the full backward stay those of its own code).
-template <typename in_t, bool kScalarA, int kS, bool kAdjoints>
+// the full backward stay those of its own code). kQuads: the variable dB / dC exchange is reduced
+// four states per item (bwd_reduces_quads; an instance of its own, so that the code of one state
+// per item, the usual N = 16, stays as fast as without the other).
+template <typename in_t, bool kScalarA, int kS, bool kAdjoints, bool kQuads>
 __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
     scan_bwd_kernel(const __grid_constant__ BwdArgs args) {
   constexpr int U = bwd_substeps(kS);
@@ -86,6 +88,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
   constexpr int kSkip = kMaxSub / NST;
   constexpr int kX = kExchangeSteps;
   static_assert(U % kX == 0, "an exchange group must not straddle sub-chunks");
+  static_assert(!kQuads || (kS >= 4 && !kAdjoints), "quads: 4 or 8 states, the gradient pass");
 
   extern __shared__ float4 smem_f4[];
   float* const sm = reinterpret_cast<float*>(smem_f4);
@@ -296,21 +299,77 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
       // over the block's rows into this block's workspace slot, time-invariant ones over the
       // steps into sInv (each entry updated by one thread).
       auto reduce_exchange = [&](int lb) {
-        for (int it = tid; it < kX * 2 * npad; it += nt) {  // npad: a power of two
-          const int n = it & (npad - 1), rest = it >> lay.log2npad, plane = rest & 1, jj = rest >> 1;
-          const int l = lb + jj;
-          if (n >= N || l >= L || !(plane == 0 ? varB : varC)) continue;
-          const float* src = sEx + (jj * 2 + plane) * lay.ps + state_pos(n, kS, R);
-          float acc = 0.f;
-          if (npad == 16) {  // N = 16 (the usual), a stride known here: loads with immediate offsets
-#pragma unroll 8
-            for (int r = 0; r < rows_valid; ++r) acc += src[r * 16];
-          } else {
-            for (int r = 0; r < rows_valid; ++r) acc += src[r * npad];
+        if constexpr (kQuads) {
+          // Four consecutive states per item, as 16-byte reads and stores: at N = 64 the items of
+          // one state took a third of the backward's instructions (index arithmetic, and a
+          // latency-bound load-add-store of the workspace per state when a block sums several
+          // row tiles). The rows are added in the same order: the sums are the same.
+          const int nq = npad / 4, log2nq = lay.log2npad - 2;
+          for (int it = tid; it < kX * 2 * nq; it += nt) {
+            const int n0 = 4 * (it & (nq - 1)), rest = it >> log2nq;
+            const int plane = rest & 1, jj = rest >> 1;
+            const int l = lb + jj;
+            if (n0 >= N || l >= L || !(plane == 0 ? varB : varC)) continue;
+            float* const dst = args.part_bc +
+                               ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 +
+                                plane) * N + n0;
+            const bool whole = (N & 3) == 0;  // 4 states in range, 16-byte aligned
+            float4 prev = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (sub > 0) {  // this block's earlier row tiles (loaded first: its latency overlaps)
+              if (whole) {
+                prev = *reinterpret_cast<const float4*>(dst);
+              } else {
+                prev.x = dst[0];
+                prev.y = n0 + 1 < N ? dst[1] : 0.f;
+                prev.z = n0 + 2 < N ? dst[2] : 0.f;
+                prev.w = n0 + 3 < N ? dst[3] : 0.f;
+              }
+            }
+            const float4* src = reinterpret_cast<const float4*>(
+                sEx + (jj * 2 + plane) * lay.ps + state_pos(n0, kS, R));
+            float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+            for (int r = 0; r < rows_valid; ++r) {
+              const float4 v = src[r * nq];
+              sum.x += v.x;
+              sum.y += v.y;
+              sum.z += v.z;
+              sum.w += v.w;
+            }
+            if (sub > 0) {
+              sum.x = prev.x + sum.x;
+              sum.y = prev.y + sum.y;
+              sum.z = prev.z + sum.z;
+              sum.w = prev.w + sum.w;
+            }
+            if (whole) {
+              *reinterpret_cast<float4*>(dst) = sum;
+            } else {
+              dst[0] = sum.x;
+              if (n0 + 1 < N) dst[1] = sum.y;
+              if (n0 + 2 < N) dst[2] = sum.z;
+              if (n0 + 3 < N) dst[3] = sum.w;
+            }
           }
-          float* dst = args.part_bc +
-                       ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 + plane) * N + n;
-          *dst = sub == 0 ? acc : *dst + acc;
+        } else {
+          for (int it = tid; it < kX * 2 * npad; it += nt) {  // npad: a power of two
+            const int n = it & (npad - 1), rest = it >> lay.log2npad;
+            const int plane = rest & 1, jj = rest >> 1;
+            const int l = lb + jj;
+            if (n >= N || l >= L || !(plane == 0 ? varB : varC)) continue;
+            const float* src = sEx + (jj * 2 + plane) * lay.ps + state_pos(n, kS, R);
+            float acc = 0.f;
+            if (npad == 16) {  // N = 16 (the usual), a stride known here: immediate offsets
+#pragma unroll 8
+              for (int r = 0; r < rows_valid; ++r) acc += src[r * 16];
+            } else {
+              for (int r = 0; r < rows_valid; ++r) acc += src[r * npad];
+            }
+            float* dst = args.part_bc +
+                         ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 +
+                          plane) * N + n;
+            *dst = sub == 0 ? acc : *dst + acc;
+          }
         }
         if (!(varB && varC)) {
           for (int it = tid; it < 2 * lay.rows * N; it += nt) {

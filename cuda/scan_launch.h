@@ -31,21 +31,32 @@ auto fwd_kernel(const FwdArgs& a) {
   }
 }
 
-// The backward kernel instance of a launch (storage type, scalar A, states per thread, pass).
+// The backward kernel instance of a launch (storage type, scalar A, states per thread, pass, and
+// with 4 states whether the exchange is reduced four states per item: bwd_reduces_quads).
 template <typename in_t>
 auto bwd_kernel(const BwdArgs& a) {
   const bool s = a.p.scalar_A;
   if (a.pass == BwdPass::chunk_adjoints) {
     switch (a.lay.kS) {
-      case 2: return s ? scan_bwd_kernel<in_t, true, 2, true> : scan_bwd_kernel<in_t, false, 2, true>;
-      case 4: return s ? scan_bwd_kernel<in_t, true, 4, true> : scan_bwd_kernel<in_t, false, 4, true>;
-      default: return s ? scan_bwd_kernel<in_t, true, 8, true> : scan_bwd_kernel<in_t, false, 8, true>;
+      case 2: return s ? scan_bwd_kernel<in_t, true, 2, true, false>
+                       : scan_bwd_kernel<in_t, false, 2, true, false>;
+      case 4: return s ? scan_bwd_kernel<in_t, true, 4, true, false>
+                       : scan_bwd_kernel<in_t, false, 4, true, false>;
+      default: return s ? scan_bwd_kernel<in_t, true, 8, true, false>
+                        : scan_bwd_kernel<in_t, false, 8, true, false>;
     }
   }
   switch (a.lay.kS) {
-    case 2: return s ? scan_bwd_kernel<in_t, true, 2, false> : scan_bwd_kernel<in_t, false, 2, false>;
-    case 4: return s ? scan_bwd_kernel<in_t, true, 4, false> : scan_bwd_kernel<in_t, false, 4, false>;
-    default: return s ? scan_bwd_kernel<in_t, true, 8, false> : scan_bwd_kernel<in_t, false, 8, false>;
+    case 2: return s ? scan_bwd_kernel<in_t, true, 2, false, false>
+                     : scan_bwd_kernel<in_t, false, 2, false, false>;
+    case 4:
+      if (bwd_reduces_quads(a.lay))
+        return s ? scan_bwd_kernel<in_t, true, 4, false, true>
+                 : scan_bwd_kernel<in_t, false, 4, false, true>;
+      return s ? scan_bwd_kernel<in_t, true, 4, false, false>
+               : scan_bwd_kernel<in_t, false, 4, false, false>;
+    default: return s ? scan_bwd_kernel<in_t, true, 8, false, true>
+                      : scan_bwd_kernel<in_t, false, 8, false, true>;
   }
 }
 

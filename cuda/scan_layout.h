@@ -137,6 +137,16 @@ inline Layout choose_layout(const ScanParams& p, int forced_kS = 0) {
   return a;
 }
 
+// Whether the backward reduces its variable dB / dC exchange four consecutive states per item
+// (scan_bwd.cuh, reduce_exchange; a separate kernel instance): with 8 states per thread (N > 128),
+// and with 4 from 64 padded states per row (N > 32) up. Measured on an H100, bf16 backward:
+// (8, 1536, 2048, 64) 8.82 -> 6.24 ms, (4, 1536, 2048, 128) 22.0 -> 13.4 ms, (2, 1536, 2048, 256)
+// 24.5 -> 15.4 ms; at N = 16, where a thread has one state per item and an item per thread,
+// reducing by four states was 3-11 % slower (bench/results/h100_extra/bwd_reduce_quads_ab.log).
+inline bool bwd_reduces_quads(const Layout& lay) {
+  return lay.kS == 8 || (lay.kS == 4 && lay.npad >= 64);
+}
+
 // A split along L (both directions): nchunks chunks of chunk_len steps, a multiple of the
 // checkpoint interval (so of every tile length); nchunks = 1: no split, one chunk of L rounded up
 // to the tile.
