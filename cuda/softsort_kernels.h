@@ -38,6 +38,7 @@ struct Args {
   // Row kernels (p = 1 scans, gathers): block size, tiling and the channel split.
   int threads = 32, tile = 256, tiles = 1;
   int groups = 1;      // channel groups per batch element: grid (groups, B)
+  int sum_groups = 1;  // tile kernels: channel groups of the tile sums' grid (the apply's: groups)
   int stages = 0;      // x rows staged in shared memory per block (0: gathered from global)
   bool g_smem = false;   // backward: the g rows staged with the x rows
   int acc_smem = 0;      // backward sweep: bytes of its sums of q and c, before the staged rows

@@ -274,15 +274,17 @@ void configure_tiles(Args& a, bool bwd) {
   a.stages = kMaxStages;
   a.g_smem = bwd && a.gl == 1;  // a broadcast or strided g is read directly
   a.dx_chunk = 0;
-  int per_sm = INT_MAX, sms = 1;
-  for (bool apply : {false, true}) {
+  // One wave of blocks of each kernel over the tiles of the batch, each block a range of channels:
+  // the sums kernel holds more blocks per multiprocessor than the apply kernel (fewer registers),
+  // so it gets a grid of its own.
+  auto one_wave = [&](bool apply) {
     const void* kernel = tile_kernel_handle(a.dtype, bwd, apply);
-    per_sm = std::min(per_sm, blocks_per_sm(kernel, a.threads, tile_smem_bytes(a)));
-    sms = kernel_facts(kernel).sms;
-  }
-  const int slots = per_sm * sms;
-  // One wave of blocks over the tiles of the batch, each block a range of channels.
-  a.groups = std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B * a.tiles, 1)));
+    const int slots =
+        blocks_per_sm(kernel, a.threads, tile_smem_bytes(a)) * kernel_facts(kernel).sms;
+    return std::max(1, std::min(std::max(a.D, 1), slots / std::max(a.B * a.tiles, 1)));
+  };
+  a.sum_groups = one_wave(false);
+  a.groups = one_wave(true);
   a.parts = a.groups;
 }
 

@@ -116,7 +116,7 @@ void launch_tiles(const Args& a, TileMode mode, cudaStream_t s) {
   const bool channels = tile_mode_channels(mode);
   Args t = a;
   if (!channels) {  // one row per batch element, nothing staged
-    t.groups = 1;
+    t.groups = t.sum_groups = 1;
     t.stages = 0;
     t.g_smem = false;
   }

@@ -110,13 +110,13 @@ __device__ __forceinline__ ChannelRange tile_rows(const Args& a) {
 // of keys tied with e, SR at s0 the run tied with s0. So tile_sums needs no scan per row: the
 // weights come from one scan of two unit vectors per tile, and each row's sums are dot products.
 template <typename T, TileMode Mode>
-__global__ void __launch_bounds__(kMaxThreads) tile_sums_kernel(const Args a) {
+__global__ void __launch_bounds__(kTileThreads) tile_sums_kernel(const Args a) {
   constexpr int N = TileSeq<Mode>::N;
   constexpr bool kStrict = TileSeq<Mode>::kStrict;
   constexpr int M = (kStrict ? 4 : 2) * N;  // sums per channel: IL, (SL,) IR, (SR) per sequence
   extern __shared__ __align__(16) unsigned char dyn[];  // TileRows' stages
   __shared__ Shared<2> sh;
-  __shared__ float red[2][M][kMaxThreads / 32];  // per-warp sums, two buffers (by channel)
+  __shared__ float red[2][M][kTileThreads / 32];  // per-warp sums, two buffers (by channel)
   __shared__ int runs[2];  // the last run start and the first run end of the tile
   const int k = int(blockIdx.x), b = int(blockIdx.z);
   const int lane = int(threadIdx.x) & 31, wid = int(threadIdx.x) >> 5, nw = int(blockDim.x) >> 5;
@@ -232,7 +232,7 @@ __global__ void __launch_bounds__(kMaxThreads) tile_sums_kernel(const Args a) {
 }
 
 template <typename T, TileMode Mode>
-__global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
+__global__ void __launch_bounds__(kTileThreads) tile_apply_kernel(const Args a) {
   constexpr int N = TileSeq<Mode>::N;
   constexpr bool kStrict = TileSeq<Mode>::kStrict;
   constexpr bool kBwd = Mode == TileMode::kBwd;
@@ -357,7 +357,7 @@ __global__ void __launch_bounds__(kMaxThreads) tile_apply_kernel(const Args a) {
 // instantiated for float only.
 template <typename T>
 void launch_tiles_t(const Args& a, TileMode mode, bool apply, cudaStream_t s) {
-  const dim3 grid(a.tiles, a.groups, a.B);
+  const dim3 grid(a.tiles, apply ? a.groups : a.sum_groups, a.B);
   const size_t smem = tile_smem_bytes(a);
   if constexpr (std::is_same_v<T, float>) {
     if (mode == TileMode::kNorm) {
