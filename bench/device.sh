@@ -7,7 +7,7 @@
 #      memcheck, synccheck and racecheck on small SoftSort cases (bench/softsort_sanitize.py);
 #   4. runs the C++ scan benchmark (every anchor shape, bf16 and fp32; layout and split variants)
 #      and the Python harnesses (`s6kit bench scan / softsort / train --device cuda`; softsort
-#      also with a dense output gradient);
+#      also with a dense output gradient, and captured into a CUDA graph);
 #   5. profiles the scan kernels at (8, 1536, 2048, 16) bf16 with Nsight Compute;
 # and writes logs, JSON and summary.md into "${OUT:-bench/results/latest}". Every step runs even
 # when an earlier one failed (its status is recorded); the whole run stays within BUDGET_S
@@ -127,9 +127,10 @@ fi
 if [ -x "$BENCH" ]; then
   step bench_cpp 200 "$BENCH" --reps=30 --json="$OUT/scan_cuda_bench.json"
   # The forward with 4 and 8 states per thread at the main shape (checks the layout default).
-  step bench_cpp_variants 120 bash -c "'$BENCH' --shape=8,1536,2048,16 --variants --json='$OUT/variants_real.json' && \
+  step bench_cpp_variants 160 bash -c "'$BENCH' --shape=8,1536,2048,16 --variants --json='$OUT/variants_real.json' && \
     '$BENCH' --shape=8,1536,2048,16 --scalar_A=1 --variants --json='$OUT/variants_scalar.json' && \
-    '$BENCH' --shape=1,1536,65536,16 --variants --reps=10 --json='$OUT/variants_long.json'"
+    '$BENCH' --shape=1,1536,65536,16 --variants --reps=10 --json='$OUT/variants_long.json' && \
+    '$BENCH' --shape=8,1536,2048,64 --variants --reps=10 --json='$OUT/variants_n64.json'"
 else
   ROWS+=("| bench_cpp | not run (no bench binary) | 0 |")
 fi
@@ -139,6 +140,9 @@ step bench_softsort 120 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort 
   --kernels --json '$OUT/bench_softsort.json'"
 step bench_softsort_dense 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
   --dense-grad --no-reference --kernels --json '$OUT/bench_softsort_dense.json'"
+# The same step captured into a CUDA graph: the GPU's time where small shapes are host-bound.
+step bench_softsort_graph 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench softsort --device cuda \
+  --graph --no-reference --json '$OUT/bench_softsort_graph.json'"
 step bench_train 90 bash -c "cd '$OUT' && '$PY' -m s6kit.cli bench train --device cuda --dtype bfloat16 \
   --steps 20 --reference-steps 2"
 
@@ -207,6 +211,7 @@ fi
   echo '```'
   grep -v "^    " "$OUT/bench_softsort.log" 2>/dev/null | tail -12 | cut -c1-220
   grep -v "^    " "$OUT/bench_softsort_dense.log" 2>/dev/null | tail -12 | cut -c1-220
+  grep -v "^    " "$OUT/bench_softsort_graph.log" 2>/dev/null | tail -12 | cut -c1-220
   tail -4 "$OUT/bench_train.log" 2>/dev/null | cut -c1-220
   echo '```'
   echo

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import s6kit
+from cuda_graphs import replays_like_eager
 from scan_cases import TENSOR_ARGS, ScanCase, make_inputs, rel_err, run_with_grads
 
 pytestmark = pytest.mark.cuda
@@ -287,3 +288,31 @@ def test_mixed_devices_are_a_value_error():
     kw["A"] = kw["A"].cpu()
     with pytest.raises(ValueError, match="'A'"):
         s6kit.selective_scan_fn(**kw)
+
+
+@pytest.mark.parametrize("case", [
+    ScanCase(N=16, initial_state=True, last_state=True),
+    ScanCase(dim=6, L=100, N=64, bc="grouped", groups=2),
+    ScanCase(batch=1, dim=2, L=5000, N=16, bc="grouped", groups=1, scalar_A=True),  # split along L
+], ids=str)
+def test_replays_in_a_cuda_graph(case):
+    """Forward and backward captured into a CUDA graph and replayed on new inputs: the eager bits
+    (bfloat16 storage)."""
+    kw = on_cuda(make_inputs(case, torch.bfloat16, seed=7))
+    names = [k for k in TENSOR_ARGS if kw.get(k) is not None]
+    for k in names:
+        kw[k].requires_grad_(True)
+    gen = torch.Generator().manual_seed(8)
+    probe = None
+
+    def step():
+        nonlocal probe
+        res = s6kit.selective_scan_fn(**kw)
+        outs = res if isinstance(res, tuple) else (res,)
+        if probe is None:  # fixed weights of the loss, made before the capture
+            probe = [torch.randn(o.shape, generator=gen).to(o.device, o.dtype) for o in outs]
+        loss = sum((o * p).sum() for o, p in zip(outs, probe))
+        return (*outs, *torch.autograd.grad(loss, [kw[k] for k in names]))
+
+    fresh = make_inputs(case, torch.bfloat16, seed=9)
+    replays_like_eager(step, [kw[k] for k in names], [fresh[k].cuda() for k in names])

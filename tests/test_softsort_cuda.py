@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import s6kit
+from cuda_graphs import replays_like_eager
 from softsort_cases import (
     assert_close,
     exact_score_inputs,
@@ -288,3 +289,23 @@ def test_nonfinite_scores_poison_only_their_batch_element(p, hard, L):
     assert torch.isnan(out[0]).all() and torch.isnan(dx[0]).all() and torch.isnan(ds[0]).all()
     ref = run(s6kit.soft_permute, x[1:], s[1:].float().double(), g[1:], p=p, hard=hard)
     _check((out[1:], dx[1:], ds[1:]), ref, F32, "finite element")
+
+
+# ---- CUDA graphs -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("L,p,hard", [(300, 1.0, False), (5000, 1.0, False), (300, 2.0, False),
+                                      (300, 1.0, True)])
+def test_score_and_permute_replays_in_a_cuda_graph(L, p, hard):
+    """Forward and backward (rows of one tile and of several, p = 1 and 2, hard) captured into a
+    CUDA graph and replayed on new tokens, w and output gradient: the eager bits."""
+    gen = torch.Generator().manual_seed(L)
+    x, w, g = (torch.randn(*s, generator=gen).to(DEV) for s in ((2, 16, L), (16,), (2, 16, L)))
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+
+    def step():
+        out = s6kit.score_and_permute(x, w, p=p, hard=hard)
+        return (out, *torch.autograd.grad(out, (x, w), g))
+
+    fresh = [torch.randn(*t.shape, generator=gen).to(DEV) for t in (x, w, g)]
+    replays_like_eager(step, (x, w, g), fresh)

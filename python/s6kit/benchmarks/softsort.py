@@ -24,7 +24,7 @@ import torch
 from .. import score_and_permute, score_and_permute_ref
 from . import anchors
 from .harness import DTYPES, parse_shapes, write_rows
-from .timing import copy_bandwidth_gbps, median_ms
+from .timing import capture_cuda_graph, copy_bandwidth_gbps, median_ms
 
 CPU_SHAPES = [(2, 196, 64), (2, 1024, 256), (1, 4096, 256)]
 TOKEN_PASSES = 9  # token-sized tensors moved by fwd + bwd (see the module docstring)
@@ -48,11 +48,17 @@ def _step(fn, x, w, tau, p, g=None):
         torch.autograd.grad(out, (x, w), g)
 
 
-def measure(fn, x, w, device, reps, tau=1.0, p=1.0, g=None):
-    """(median ms of forward + backward, peak extra bytes on CUDA or None)."""
+def measure(fn, x, w, device, reps, tau=1.0, p=1.0, g=None, graph=False):
+    """(median ms of forward + backward, peak extra bytes on CUDA or None); with `graph`, the
+    time of the step captured into a CUDA graph and replayed (its memory is measured eagerly)."""
     x = x.detach().requires_grad_(True)
     w = w.detach().requires_grad_(True)
-    ms = median_ms(lambda: _step(fn, x, w, tau, p, g), device, warmup=3, reps=reps)
+
+    def step():
+        _step(fn, x, w, tau, p, g)
+
+    timed = capture_cuda_graph(step)[0].replay if graph else step
+    ms = median_ms(timed, device, warmup=3, reps=reps)
     extra = None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -102,8 +108,10 @@ def _reference_fits(shape, elem, device) -> tuple[bool, float]:
 
 
 def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=True, tau=1.0,
-        p=1.0, json_path=None, kernels=False, dense_grad=False) -> list[dict]:
+        p=1.0, json_path=None, kernels=False, dense_grad=False, graph=False) -> list[dict]:
     device = torch.device(device)
+    if graph and device.type != "cuda":
+        raise ValueError("graph: CUDA graphs need device='cuda'")
     if device.type == "cpu":
         torch.set_num_threads(threads)
         shapes = shapes or CPU_SHAPES
@@ -119,10 +127,11 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
         for shape in shapes:
             x, w = make_inputs(shape, dtype, device)
             g = torch.randn_like(x) if dense_grad else None
-            ms, extra = measure(score_and_permute, x, w, device, reps, tau, p, g)
+            ms, extra = measure(score_and_permute, x, w, device, reps, tau, p, g, graph)
             token_bytes = x.numel() * elem
             row = dict(device=str(device), dtype=dtype_name, shape=list(shape), tau=tau, p=p,
-                       grad="dense" if dense_grad else "sum", ms=ms, extra_bytes=extra,
+                       grad="dense" if dense_grad else "sum",
+                       timing="cuda graph" if graph else "eager", ms=ms, extra_bytes=extra,
                        token_bytes=token_bytes, GBps=TOKEN_PASSES * token_bytes / (ms * 1e-3) / 1e9)
             if extra is not None:
                 row["extra_x_tokens"] = extra / token_bytes
@@ -141,7 +150,7 @@ def run(device="cuda", dtypes=None, shapes=None, reps=10, threads=2, reference=T
                 else:
                     try:
                         rms, rextra = measure(score_and_permute_ref, x, w, device,
-                                              max(1, reps // 3), tau, p, g)
+                                              max(1, reps // 3), tau, p, g, graph)
                         row["reference_ms"], row["reference_extra_bytes"] = rms, rextra
                         row["speedup_vs_reference"] = rms / ms
                     except torch.OutOfMemoryError:
@@ -165,6 +174,7 @@ def _mb(b):
 def _print_row(r):
     shape = "(" + ", ".join(str(v) for v in r["shape"]) + ")"
     grad = " (dense grad)" if r.get("grad") == "dense" else ""
+    grad += " (CUDA graph)" if r.get("timing") == "cuda graph" else ""
     line = (f"{r['device']:5} {r['dtype']:9} {shape:20} fwd+bwd{grad} {r['ms']:9.3f} ms  "
             f"{r['GBps']:7.1f} GB/s")
     if "pct_copy" in r:
@@ -190,10 +200,10 @@ def _print_row(r):
 def _cli(args):
     shapes = parse_shapes(args.shape)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.kernels and device != "cuda":
-        raise SystemExit("--kernels needs --device cuda")
+    if (args.kernels or args.graph) and device != "cuda":
+        raise SystemExit("--kernels and --graph need --device cuda")
     run(device, args.dtype, shapes, args.reps, args.threads, not args.no_reference, args.tau,
-        args.p, args.json, args.kernels, args.dense_grad)
+        args.p, args.json, args.kernels, args.dense_grad, args.graph)
 
 
 def register(subparsers) -> None:
@@ -214,5 +224,8 @@ def register(subparsers) -> None:
                    help="backpropagate a random output gradient instead of that of out.sum()")
     p.add_argument("--kernels", action="store_true",
                    help="also print each CUDA kernel's time per forward + backward (profiler)")
+    p.add_argument("--graph", action="store_true",
+                   help="time forward + backward captured into a CUDA graph and replayed: the "
+                        "GPU's time where small shapes are bound by the host's launches")
     p.set_defaults(func=_cli)
 

@@ -1,5 +1,5 @@
 """Timing helpers: medians over repeated runs, CUDA events around back-to-back calls on the GPU,
-wall clock on the CPU."""
+wall clock on the CPU; capture into a CUDA graph, to time the GPU's work without the host's."""
 from __future__ import annotations
 
 import statistics
@@ -42,6 +42,23 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 3, r
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def capture_cuda_graph(fn: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
+    """(graph, what fn() returned while captured): fn captured into a CUDA graph, after three
+    calls on a side stream (torch's warm-up rule for a capture). Replaying the graph launches the
+    captured kernels with one call: a step bound by its host overhead (Python, dispatch, kernel
+    launches) is then bound by the GPU, as under torch.compile(mode="reduce-overhead")."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        result = fn()
+    return graph, result
 
 
 def copy_bandwidth_gbps(device: torch.device, nbytes: int = 1 << 30) -> float:
