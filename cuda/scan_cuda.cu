@@ -189,8 +189,9 @@ BwdPlan plan_bwd(const ScanBwdParams& p, int64_t forced_chunks, int forced_kS) {
     }
     pl.split = choose_bwd_split(p, pl.lay, groups * pl.slots, forced_chunks);
   };
-  plan_grid(forced_kS);
-  if (forced_kS == 0 && S6KIT_CUDA_BWD_STATES == 0 && pl.lay.kS == 4 &&
+  const int forced = forced_kS != 0 ? forced_kS : S6KIT_CUDA_BWD_STATES;
+  plan_grid(forced);
+  if (forced == 0 && pl.lay.kS == 4 &&
       bwd_prefers_two_states(p, pl.lay, groups * pl.slots, pl.split))
     plan_grid(2);
   const int64_t K = pl.split.nchunks;

@@ -28,12 +28,12 @@ constexpr int kSmemBudget = 72 * 1024;  // keeps 3 blocks of 128 threads on a 22
 // States per thread of the backward: 4 up to N = 128 (its per-thread registers grow with the
 // states), 8 above (at most 32 lanes per row), and 2 where bwd_prefers_two_states says so (the
 // launcher's choice); or as forced (2 up to N = 64, 4 up to N = 128, 8).
-// (S6KIT_CUDA_BWD_STATES forces a default at compile time, so that tests reach every layout.)
+// (S6KIT_CUDA_BWD_STATES forces a default at compile time, so that tests reach every layout;
+// plan_bwd reads it.)
 #ifndef S6KIT_CUDA_BWD_STATES
 #define S6KIT_CUDA_BWD_STATES 0
 #endif
 inline int bwd_states_per_thread(const ScanParams& p, int forced = 0) {
-  if (forced == 0) forced = S6KIT_CUDA_BWD_STATES;
   if (forced == 2 && p.dstate <= 64) return 2;
   if (forced == 4 && p.dstate <= 128) return 4;
   if (forced == 8) return 8;
