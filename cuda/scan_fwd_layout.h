@@ -35,15 +35,18 @@ __host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : 
 constexpr int64_t kFwdFewBlocks = 264;
 
 // States per thread: 4 up to N = 32, 8 above (rows of at most 8 lanes up to N = 64, at most 32
-// lanes always), but 2 for float32 storage up to N = 16; or as forced (2, 4, 8). Fewer states per
-// thread give more threads (latency hiding) at more instructions per state and more lanes per row
-// whose partial sums of y are added up. Measured on an H100 (bench/scan_cuda_bench --variants,
-// bench/results/README.md): at (8, 1536, 2048, N) bf16, 4 states beat 2 and 8 at N = 16 (0.35 ms
-// against 0.40 and 0.41) and 8 beat 4 at N = 64 (0.85 ms against 1.51); with float32 storage,
-// whose staged tiles take twice the shared memory, 2 states in 16-step tiles (blocks of half the
-// rows, twice as many per multiprocessor) beat 4 states at every anchor shape with N = 16, by 6 %
-// to 40 %. (S6KIT_CUDA_FWD_STATES forces a default at compile time, so that tests reach every
-// layout.)
+// lanes always), but 2 for float32 storage up to N = 16 unless the 4-state grid ends in a nearly
+// full wave (choose_fwd_layout); or as forced (2, 4, 8). Fewer states per thread give more threads
+// (latency hiding) at more instructions per state and more lanes per row whose partial sums of y
+// are added up. Measured on an H100 (bench/scan_cuda_bench --variants, bench/results/README.md):
+// at (8, 1536, 2048, N) bf16, 4 states beat 2 and 8 at N = 16 (0.35 ms against 0.40 and 0.41) and
+// 8 beat 4 at N = 64 (0.85 ms against 1.51). With float32 storage, whose staged tiles take twice
+// the shared memory, 2 states in 16-step tiles (blocks of half the rows, twice as many per
+// multiprocessor) beat 4 states in 32-step tiles by 3-46 % at the anchor shapes with N = 16 whose
+// 4-state grid ends in a wave at most 73 % full, and lose by 6-15 % where it ends in one 85-97 %
+// full: (8, 1536, 2048, 16) 0.417 against 0.357 ms, scalar A 0.397 against 0.336 ms
+// (bench/results/h100_extra/fwd_fp32_layout_ab.log). (S6KIT_CUDA_FWD_STATES forces a default at
+// compile time, so that tests reach every layout; choose_fwd_layout reads it.)
 #ifndef S6KIT_CUDA_FWD_STATES
 #define S6KIT_CUDA_FWD_STATES 0
 #endif
@@ -51,7 +54,6 @@ inline bool fwd_prefers_two_states(const ScanParams& p) {
   return dtype_size(p.input_type) == 4 && p.dstate <= 16;
 }
 inline int fwd_states_per_thread(const ScanParams& p, int forced) {
-  if (forced == 0) forced = S6KIT_CUDA_FWD_STATES;
   int kS = forced != 0 ? forced : fwd_prefers_two_states(p) ? 2 : (p.dstate > 32 ? 8 : 4);
   while (kS * 32 < p.dstate) kS *= 2;
   return kS;
@@ -144,13 +146,34 @@ inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
   return a;
 }
 
-// The forward's layout for `p` (choose_fwd adds the split along L): kS as fwd_states_per_thread,
-// blocks of kFwdMaxThreads threads (fewer when that leaves few blocks, unless full_blocks: the
-// split along L fills the machine with chunks instead), and the longest tile (32 or 16 steps)
-// within the budget; or kS and T (16, 32, 64) as forced (benchmarks of the alternatives).
+inline int64_t fwd_row_blocks(const ScanParams& p, const FwdLayout& lay) {
+  return p.batch * p.n_groups * ((p.dim_per_group + lay.rows - 1) / lay.rows);
+}
+
+// Whether the grid of `lay` ends in a wave of blocks at least 80 % full (or in whole waves) on an
+// H100.
+inline bool fwd_last_wave_filled(const ScanParams& p, const FwdLayout& lay) {
+  const int64_t wave = kSplitMultiprocessors *
+                       blocks_per_multiprocessor(lay.smem_bytes, fwd_min_blocks(lay.kS),
+                                                 kFwdMaxThreads, lay.nt);
+  const int64_t last = fwd_row_blocks(p, lay) % wave;
+  return last == 0 || last * 5 >= wave * 4;
+}
+
+// The forward's layout for `p` (choose_fwd adds the split along L): kS as fwd_states_per_thread
+// (for float32 storage up to N = 16, 4 states where their grid's last wave is at least 80 % full,
+// else 2), blocks of kFwdMaxThreads threads (fewer when that leaves few blocks, unless
+// full_blocks: the split along L fills the machine with chunks instead), and the longest tile (32
+// or 16 steps) within the budget; or kS and T (16, 32, 64) as forced (benchmarks of the
+// alternatives).
 inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int forced_T = 0,
                                    bool full_blocks = false) {
-  const int kS = fwd_states_per_thread(p, forced_kS);
+  const int forced = forced_kS != 0 ? forced_kS : S6KIT_CUDA_FWD_STATES;
+  const int kS = fwd_states_per_thread(p, forced);
+  if (forced == 0 && kS == 2) {  // float32 storage, N <= 16: see fwd_states_per_thread
+    const FwdLayout four = choose_fwd_layout(p, 4, forced_T, full_blocks);
+    if (fwd_last_wave_filled(p, four)) return four;
+  }
   int R = 1;
   while (R * kS < p.dstate) R *= 2;
   auto blocks = [&p, R](int nt) {
@@ -184,10 +207,6 @@ inline FwdLayout choose_fwd_layout(const ScanParams& p, int forced_kS = 0, int f
 #endif
 constexpr int64_t kFwdSplitBelowWarps = S6KIT_CUDA_FWD_SPLIT_BELOW_WARPS;
 constexpr int64_t kFwdMinChunk = S6KIT_CUDA_FWD_MIN_CHUNK;
-
-inline int64_t fwd_row_blocks(const ScanParams& p, const FwdLayout& lay) {
-  return p.batch * p.n_groups * ((p.dim_per_group + lay.rows - 1) / lay.rows);
-}
 
 struct FwdChoice {
   FwdLayout lay;

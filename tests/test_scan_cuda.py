@@ -188,6 +188,18 @@ def test_bitwise_deterministic(dtype):
     assert all(torch.equal(g1[k], g2[k]) for k in g1)
 
 
+@pytest.mark.parametrize("batch", [6, 7])
+def test_float32_forward_on_a_nearly_full_wave(batch):
+    """Float32 storage at N = 16: the forward takes 4 states per thread where the 4-state grid
+    ends in a wave at least 80 % full (7 x 1536 channels: 336 blocks of 32 rows, 85 % of the 396
+    an H100 holds), else 2 (6 x 1536: 73 %); either against the float64 reference."""
+    case = ScanCase(batch=batch, dim=1536, L=80, N=16)
+    kw = make_inputs(case, torch.float32, seed=21)
+    out = s6kit.selective_scan_fn(**on_cuda(kw))
+    ref = s6kit.selective_scan_ref(**as_float64(kw))
+    assert rel_err(out, ref) < 1e-5
+
+
 def test_large_batch_times_dim():
     """131072 rows: 4096 blocks in the forward and backward grids."""
     case = ScanCase(batch=128, dim=1024, L=3, N=16, initial_state=True, last_state=True)
