@@ -68,8 +68,10 @@ struct BwdArgs {
   int64_t chunk_len = 0, nchunks = 1, first_chunk = 0, run_chunks = 1;
   float* adj = nullptr;     // (nchunks, batch, dim, N): chunk adjoints (see above)
   float* decays = nullptr;  // (nchunks, batch, dim): sum of dt over each chunk (entry 0 unused)
-  bool vec_in = false;          // u, delta, z, dout rows are 16-byte aligned: vector loads
-  bool vec_out = false;         // du, ddelta, dz rows are 16-byte aligned: vector stores
+  // Rows aligned to the 4-step spans of the staging and the outputs (8 bytes of 16-bit storage,
+  // 16 of float32): vector loads of u, delta, z, dout; vector stores of du, ddelta, dz.
+  bool vec_in = false;
+  bool vec_out = false;
 };
 
 // kAdjoints: the instance of BwdPass::chunk_adjoints (a separate one, so that the registers of

@@ -60,35 +60,45 @@ void dispatch_storage(DType t, Fn&& fn) {
 
 int64_t row_tiles(const ScanParams& p, const Layout& lay) { return ceil_div(p.dim_per_group, lay.rows); }
 
-// Whether every row of a (batch, dim, L) tensor starts on a 16-byte boundary (vector access):
-// aligned base, and batch / channel strides that are multiples of 16 bytes (or unused).
-bool rows_aligned(const void* ptr, int64_t batch_stride, int64_t dim_stride, const ScanParams& p) {
-  if (ptr == nullptr) return true;
-  const int64_t v = 16 / dtype_size(p.input_type);
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && (p.batch == 1 || batch_stride % v == 0) &&
-         (p.dim == 1 || dim_stride % v == 0);
+// The alignment (in bytes, a power of two up to 16) that every row start of a tensor keeps: that
+// of its base, and of its strides in bytes (strides of dimensions of size 1 are unused).
+int alignment(const void* ptr, std::initializer_list<std::pair<int64_t, int64_t>> size_stride,
+              const ScanParams& p) {
+  if (ptr == nullptr) return 16;
+  int a = 16;
+  auto keep = [&a](uint64_t bytes) {
+    while (a > 1 && bytes % uint64_t(a) != 0) a /= 2;
+  };
+  keep(reinterpret_cast<uintptr_t>(ptr));
+  for (const auto& [size, stride] : size_stride)
+    if (size != 1) keep(uint64_t(stride) * dtype_size(p.input_type));
+  return a;
 }
 
-// Whether every state row of a variable B or C (batch, G, N, L) starts on a 16-byte boundary.
-bool bc_rows_aligned(const void* ptr, int64_t batch_stride, int64_t group_stride, int64_t state_stride,
-                     const ScanParams& p) {
-  const int64_t v = 16 / dtype_size(p.input_type);
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && (p.batch == 1 || batch_stride % v == 0) &&
-         (p.n_groups == 1 || group_stride % v == 0) && (p.dstate == 1 || state_stride % v == 0);
+// The alignment of every row of a (batch, dim, L) tensor.
+int rows_alignment(const void* ptr, int64_t batch_stride, int64_t dim_stride, const ScanParams& p) {
+  return alignment(ptr, {{p.batch, batch_stride}, {p.dim, dim_stride}}, p);
 }
 
-// Whether the rows of u, delta and z all start on 16-byte boundaries.
-bool scan_inputs_aligned(const ScanParams& p) {
-  return rows_aligned(p.u, p.u_batch_stride, p.u_dim_stride, p) &&
-         rows_aligned(p.delta, p.delta_batch_stride, p.delta_dim_stride, p) &&
-         rows_aligned(p.z, p.z_batch_stride, p.z_dim_stride, p);
+// The alignment of every state row of a variable B or C (batch, G, N, L).
+int bc_rows_alignment(const void* ptr, int64_t batch_stride, int64_t group_stride,
+                      int64_t state_stride, const ScanParams& p) {
+  return alignment(
+      ptr, {{p.batch, batch_stride}, {p.n_groups, group_stride}, {p.dstate, state_stride}}, p);
 }
 
-// Outputs are contiguous (batch, dim, L): rows are aligned when L is a multiple of 16 bytes.
-bool outputs_aligned(std::initializer_list<const void*> ptrs, const ScanParams& p) {
-  for (const void* ptr : ptrs)
-    if (!rows_aligned(ptr, p.dim * p.seqlen, p.seqlen, p)) return false;
-  return true;
+// The alignment of the rows of u, delta and z.
+int scan_inputs_alignment(const ScanParams& p) {
+  return std::min({rows_alignment(p.u, p.u_batch_stride, p.u_dim_stride, p),
+                   rows_alignment(p.delta, p.delta_batch_stride, p.delta_dim_stride, p),
+                   rows_alignment(p.z, p.z_batch_stride, p.z_dim_stride, p)});
+}
+
+// Outputs are contiguous (batch, dim, L): their alignment follows from L.
+int outputs_alignment(std::initializer_list<const void*> ptrs, const ScanParams& p) {
+  int a = 16;
+  for (const void* ptr : ptrs) a = std::min(a, rows_alignment(ptr, p.dim * p.seqlen, p.seqlen, p));
+  return a;
 }
 
 // The fields both splits' middle passes read: A, and the (b, d, n) walk over the chunks.
@@ -122,10 +132,17 @@ FwdArgs make_fwd_args(const ScanParams& p, const FwdLayout& lay, float* ckpt, bo
   a.ntiles = ceil_div(p.dim_per_group, a.lay.rows);
   a.ckpt = ckpt;
   a.write_out = write_out;
-  a.vec_in = scan_inputs_aligned(p);
-  a.vec_bc = (!p.variable_B || bc_rows_aligned(p.B, p.B_batch_stride, p.B_group_stride, p.B_state_stride, p)) &&
-             (!p.variable_C || bc_rows_aligned(p.C, p.C_batch_stride, p.C_group_stride, p.C_state_stride, p));
-  a.vec_out = outputs_aligned({p.out}, p);
+  a.in_align = scan_inputs_alignment(p);
+  a.bc_align = 16;
+  if (p.variable_B)
+    a.bc_align = bc_rows_alignment(p.B, p.B_batch_stride, p.B_group_stride, p.B_state_stride, p);
+  if (p.variable_C)
+    a.bc_align = std::min(a.bc_align, bc_rows_alignment(p.C, p.C_batch_stride, p.C_group_stride,
+                                                        p.C_state_stride, p));
+  a.out_align = outputs_alignment({p.out}, p);
+  a.vec_in = a.in_align == 16;
+  a.vec_bc = a.bc_align == 16;
+  a.vec_out = a.out_align == 16;
   a.chunk_len = split_along_L(p.seqlen, 1, a.lay.T).chunk_len;  // one chunk: no split
   return a;
 }
@@ -246,9 +263,12 @@ void run_bwd(const ScanBwdParams& p, const BwdPlan& pl, cudaStream_t s) {
   a.part_dCinv = at(pl.off_dCinv);
   a.part_dD = at(pl.off_dD);
   a.part_ddb = at(pl.off_ddb);
-  a.vec_in = scan_inputs_aligned(p) &&
-             rows_aligned(p.dout, p.dout_batch_stride, p.dout_dim_stride, p);
-  a.vec_out = outputs_aligned({p.du, p.ddelta, p.dz}, p);
+  // The backward's spans are 4 steps: 8 bytes of 16-bit storage, 16 of float32.
+  const int span_bytes = 4 * static_cast<int>(dtype_size(p.input_type));
+  a.vec_in = std::min(scan_inputs_alignment(p),
+                      rows_alignment(p.dout, p.dout_batch_stride, p.dout_dim_stride, p)) >=
+             span_bytes;
+  a.vec_out = outputs_alignment({p.du, p.ddelta, p.dz}, p) >= span_bytes;
   a.chunk_len = pl.split.chunk_len;
   a.nchunks = pl.split.nchunks;
   auto launch = [&] {

@@ -134,13 +134,14 @@ __device__ __forceinline__ void store_words(void* dst, const uint32_t (&w)[W]) {
 #endif
 }
 
-// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec`. kPtx: the
-// vector goes through PTX. Written in C++, the compiler merged it with the element-wise branch
-// into 4-byte (float32: element) stores, one memory request each across a warp's rows, in every
-// forward and in the backward's 16-bit stores; through PTX the forward's bf16 time at
-// (8, 1536, 2048, 16) went from 0.352 to 0.288 ms on an H100, its float32 time from 0.426 to
-// 0.414 ms (bench/results/h100_extra/store_span_ab.log). The backward's float32 stores, which the
-// compiler keeps at 16 bytes, stay in C++: through PTX its 2-state kernel ran 1.5-2.5 % slower.
+// Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec` (an overload
+// below takes the row's alignment instead). kPtx: the vector goes through PTX. Written in C++, the
+// compiler merged it with the element-wise branch into 4-byte (float32: element) stores, one
+// memory request each across a warp's rows, in every forward and in the backward's 16-bit stores;
+// through PTX the forward's bf16 time at (8, 1536, 2048, 16) went from 0.352 to 0.288 ms on an
+// H100, its float32 time from 0.426 to 0.414 ms (bench/results/h100_extra/store_span_ab.log). The
+// backward's float32 stores, which the compiler keeps at 16 bytes, stay in C++: through PTX its
+// 2-state kernel ran 1.5-2.5 % slower.
 template <typename in_t, int V, bool kPtx = sizeof(in_t) == 2>
 __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, bool vec, const float (&v)[V]) {
   static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
@@ -168,6 +169,31 @@ __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, boo
     for (int k = 0; k < V; ++k)
       if (gl + k < L) row[gl + k] = from_float<in_t>(v[k]);
   }
+}
+
+// The same for a row whose start is aligned to `align` bytes: one vector store when that covers
+// the span, two 8-byte stores (through PTX) when a 16-byte span has 8-byte alignment, element
+// stores below.
+template <typename in_t, int V, bool kPtx>
+__device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, int align,
+                                           const float (&v)[V]) {
+  constexpr int kBytes = V * int(sizeof(in_t));
+  if constexpr (kPtx && kBytes == 16) {
+    if (align == 8 && gl + V <= L) {
+      uint32_t w[4];
+      if constexpr (sizeof(in_t) == 4) {
+        memcpy(w, v, sizeof(w));
+      } else {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) w[k] = pack_pair<in_t>(v[2 * k], v[2 * k + 1]);
+      }
+      const uint32_t lo[2] = {w[0], w[1]}, hi[2] = {w[2], w[3]};
+      store_words<2>(row + gl, lo);
+      store_words<2>(row + gl + V / 2, hi);
+      return;
+    }
+  }
+  store_span<in_t, V, kPtx>(row, gl, L, align >= kBytes, v);
 }
 
 // The kS states of thread `slice` from a shared-memory row laid out by state_pos: one 8- or
@@ -284,6 +310,41 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src)
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src) : "memory");
 #else
   memcpy(smem_dst, gmem_src, 16);
+#endif
+}
+
+// A 16-byte chunk of shared memory from a source aligned to `align` bytes (4, 8 or 16), of which
+// the first src_bytes are copied and the rest zero-filled: one asynchronous copy per `align`
+// bytes (cp.async copies 4, 8 or 16 bytes; the 16-byte form bypasses L1, the smaller ones go
+// through it). Pieces past src_bytes read nothing; they are given the chunk's start, an address
+// inside the source.
+__device__ __forceinline__ void cp_async_chunk(void* smem_dst, const void* gmem_src, int src_bytes,
+                                               int align) {
+  if (align >= 16) return cp_async16(smem_dst, gmem_src, src_bytes);
+#ifdef __CUDA_ARCH__
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  const char* const src = static_cast<const char*>(gmem_src);
+  if (align == 8) {
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int n = min(max(src_bytes - 8 * k, 0), 8);
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst + 8 * k),
+                   "l"(n > 0 ? src + 8 * k : src), "r"(n)
+                   : "memory");
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int n = min(max(src_bytes - 4 * k, 0), 4);
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst + 4 * k),
+                   "l"(n > 0 ? src + 4 * k : src), "r"(n)
+                   : "memory");
+    }
+  }
+#else
+  assert(align >= 4 && reinterpret_cast<uintptr_t>(gmem_src) % align == 0);
+  memcpy(smem_dst, gmem_src, static_cast<size_t>(src_bytes));
+  memset(static_cast<char*>(smem_dst) + src_bytes, 0, static_cast<size_t>(16 - src_bytes));
 #endif
 }
 

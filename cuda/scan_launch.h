@@ -20,15 +20,24 @@ inline unsigned grid_size(int64_t blocks) {
   return static_cast<unsigned>(blocks < kMaxGridBlocks ? blocks : kMaxGridBlocks);
 }
 
-// The forward kernel instance of a launch (storage type, scalar A, states per thread).
-template <typename in_t>
-auto fwd_kernel(const FwdArgs& a) {
+// The forward kernel instance of a launch (storage type, scalar A, states per thread, rows all
+// 16-byte aligned).
+template <typename in_t, bool kAligned>
+auto fwd_kernel_aligned(const FwdArgs& a) {
   const bool s = a.p.scalar_A;
   switch (a.lay.kS) {
-    case 2: return s ? scan_fwd_kernel<in_t, true, 2> : scan_fwd_kernel<in_t, false, 2>;
-    case 4: return s ? scan_fwd_kernel<in_t, true, 4> : scan_fwd_kernel<in_t, false, 4>;
-    default: return s ? scan_fwd_kernel<in_t, true, 8> : scan_fwd_kernel<in_t, false, 8>;
+    case 2: return s ? scan_fwd_kernel<in_t, true, 2, kAligned>
+                     : scan_fwd_kernel<in_t, false, 2, kAligned>;
+    case 4: return s ? scan_fwd_kernel<in_t, true, 4, kAligned>
+                     : scan_fwd_kernel<in_t, false, 4, kAligned>;
+    default: return s ? scan_fwd_kernel<in_t, true, 8, kAligned>
+                      : scan_fwd_kernel<in_t, false, 8, kAligned>;
   }
+}
+template <typename in_t>
+auto fwd_kernel(const FwdArgs& a) {
+  return a.vec_in && a.vec_bc && a.vec_out ? fwd_kernel_aligned<in_t, true>(a)
+                                            : fwd_kernel_aligned<in_t, false>(a);
 }
 
 // The backward kernel instance of a launch (storage type, scalar A, states per thread, pass, and

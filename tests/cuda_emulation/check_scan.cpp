@@ -339,6 +339,10 @@ int main(int argc, char** argv) {
   cases.push_back({1, 5, 90, 128, 0, f32, true, true, true, true, true, false, true, true, true, true, false});
   cases.push_back({1, 5, 75, 256, 0, f32, false, true, true, true, true, true, true, true, true, true, false});
   cases.push_back({1, 4, 40, 200, 1, f32, true, false, false, true, true, true, true, true, true, true, true});
+  // Rows aligned to 8 bytes (bf16, L = 196) and to 4 (f16, L = 98): the forward stages them in
+  // 8- and 4-byte pieces, the backward's 16-bit spans load and store 8 bytes at a time.
+  cases.push_back({2, 40, 196, 16, 0, bf16, false, true, true, true, true, true, true, true, true, true, false});
+  cases.push_back({1, 24, 98, 16, 2, f16, true, true, true, true, true, true, true, false, true, true, false});
   // N > 32 and not a multiple of 4: the backward's reduction by 4 states ends in a partial group.
   cases.push_back({2, 12, 90, 70, 0, bf16, false, true, true, true, false, true, true, true, true, true, false});
   cases.push_back({2, 40, 130, 16, 0, bf16, false, true, true, true, true, true, true, true, true, true, false});
