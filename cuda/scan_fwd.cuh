@@ -46,8 +46,8 @@ struct FwdArgs {
   bool vec_bc = false;     // variable B / C state rows are 16-byte aligned: likewise
   bool vec_out = false;    // out rows are 16-byte aligned: vector stores
   // The alignment in bytes (16, 8, 4 or less) of those rows, read by the kernel instance for rows
-  // not all 16-byte aligned (kAligned false): it copies 16-byte chunks asynchronously in pieces of
-  // the alignment (from 4 bytes up; element loads below) and stores 8-byte halves of out's spans.
+  // aligned to less (kAligned false): it copies 16-byte chunks asynchronously in pieces of the
+  // alignment (from 4 bytes up; element loads below) and stores 8-byte halves of out's spans.
   int in_align = 1, bc_align = 1, out_align = 1;
 };
 
@@ -136,10 +136,11 @@ __device__ __forceinline__ void fwd_recurrence(float (&h)[kS], const float (&A2)
   }
 }
 
-// kAligned: every row of u, delta, z, variable B / C and out starts on a 16-byte boundary (the
-// usual case). Rows aligned to less run in an instance of their own: with their staging in pieces
-// and their 8-byte stores in the one instance, the compiler unrolled the recurrence differently
-// and the forward of aligned rows ran 1-5 % slower on an H100.
+// kAligned: the rows of u, delta, z, variable B / C and out start on 16-byte boundaries (the usual
+// case), or on boundaries too coarse for pieces of more than one element (fwd_copies_pieces).
+// Rows aligned to 8 bytes (or 4, in 16-bit storage) run in an instance of their own: with their
+// staging in pieces and their 8-byte stores in the one instance, the compiler unrolled the
+// recurrence differently and the forward of aligned rows ran 1-5 % slower on an H100.
 template <typename in_t, bool kScalarA, int kS, bool kAligned>
 __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_kernel(const __grid_constant__ FwdArgs args) {
   extern __shared__ float4 smem_f4[];
