@@ -76,14 +76,15 @@ void band_fwd(const SoftSortParams& p, const Vec<RowInfo<acc_t>>& rows, int num_
 
 // First pass of the general-p backward. Per position i (sorted):
 //   dy_i = (K gh)_i,  Q_i = sum_d gh_i (W y)_i + y_i (W gh)_i,  C_i = sum_d gh_i (K y)_i / Z_i.
-// dy goes to DY (batch, L, dim); Q and C to (batch, L).
-template <typename acc_t>
+// dy goes to DY (batch, L, dim) when kDy (the hard mode's dx is g itself: it needs no dy); Q and C
+// to (batch, L).
+template <bool kDy, typename acc_t>
 void band_bwd_pass(const SoftSortParams& p, const Vec<RowInfo<acc_t>>& rows, const Vec<acc_t>& Y,
                    const Vec<acc_t>& GH, Vec<acc_t>& DY, acc_t* Q, acc_t* C, int num_threads) {
   const int64_t L = p.seqlen, D = p.dim;
   const BandWeight<acc_t> wt = band_weight<acc_t>(p);
   const int64_t tiles = (L + kBandTile - 1) / kBandTile;
-  DY.resize(p.batch * L * D);
+  if (kDy) DY.resize(p.batch * L * D);
   parallel_for(p.batch * tiles, num_threads, 4.0 * L * D, [&](int64_t begin, int64_t end) {
     Vec<acc_t> wy(D), wg(D), ky(D);
     for (int64_t task = begin; task < end; ++task) {
@@ -91,8 +92,9 @@ void band_bwd_pass(const SoftSortParams& p, const Vec<RowInfo<acc_t>>& rows, con
       const int64_t n = std::min(kBandTile, L - i0);
       const RowInfo<acc_t>& r = rows[b];
       if (!r.finite) {
-        std::fill(DY.data() + (b * L + i0) * D, DY.data() + (b * L + i0 + n) * D,
-                  nan_value<acc_t>());
+        if (kDy)
+          std::fill(DY.data() + (b * L + i0) * D, DY.data() + (b * L + i0 + n) * D,
+                    nan_value<acc_t>());
         std::fill(Q + b * L + i0, Q + b * L + i0 + n, nan_value<acc_t>());
         std::fill(C + b * L + i0, C + b * L + i0 + n, nan_value<acc_t>());
         continue;
@@ -101,8 +103,8 @@ void band_bwd_pass(const SoftSortParams& p, const Vec<RowInfo<acc_t>>& rows, con
       const acc_t* Gb = GH.data() + b * L * D;
       for (int64_t ii = 0; ii < n; ++ii) {
         const int64_t i = i0 + ii;
-        acc_t* dy = DY.data() + (b * L + i) * D;
-        std::fill(dy, dy + D, acc_t(0));
+        acc_t* dy = kDy ? DY.data() + (b * L + i) * D : nullptr;
+        if (kDy) std::fill(dy, dy + D, acc_t(0));
         std::fill(wy.begin(), wy.end(), acc_t(0));
         std::fill(wg.begin(), wg.end(), acc_t(0));
         std::fill(ky.begin(), ky.end(), acc_t(0));
@@ -112,9 +114,12 @@ void band_bwd_pass(const SoftSortParams& p, const Vec<RowInfo<acc_t>>& rows, con
           if (j < i) w = -w;  // sign(k_i - k_j): keys before i are larger
           const acc_t* yj = Yb + j * D;
           const acc_t* gj = Gb + j * D;
+          if (kDy) {
+#pragma omp simd
+            for (int64_t d = 0; d < D; ++d) dy[d] += k * gj[d];
+          }
 #pragma omp simd
           for (int64_t d = 0; d < D; ++d) {
-            dy[d] += k * gj[d];
             ky[d] += k * yj[d];
             wy[d] += w * yj[d];
             wg[d] += w * gj[d];

@@ -300,7 +300,10 @@ void bwd_typed(const SoftSortBwdParams& p, int num_threads) {
                          num_threads);
     to_token_major<in_t>(p, rows, p.dout, p.dout_batch_stride, p.dout_dim_stride,
                          p.dout_seq_stride, false, true, GH, num_threads);
-    band_bwd_pass(p, rows, Y, GH, DY, Q.data(), C.data(), num_threads);
+    if (p.hard)
+      band_bwd_pass<false>(p, rows, Y, GH, DY, Q.data(), C.data(), num_threads);
+    else
+      band_bwd_pass<true>(p, rows, Y, GH, DY, Q.data(), C.data(), num_threads);
     key_gradient(p, rows, Q.data(), C.data(), dk.data(), num_threads);
     // dx[b, d, perm[i]] = dy_i (+ dscores_i w_d), dw_part[b, d] = sum_i dscores_i y_i.
     parallel_for(B * D, num_threads, 3.0 * L, [&](int64_t begin, int64_t end) {
@@ -312,10 +315,16 @@ void bwd_typed(const SoftSortBwdParams& p, int num_threads) {
         acc_t dw = 0;
         for (int64_t i = 0; i < L; ++i) {
           const acc_t dsi = sign * dk[b * L + i];
-          const acc_t dyi = p.hard && r.finite ? load<acc_t>(static_cast<const in_t*>(p.dout)[
-                                         b * p.dout_batch_stride + d * p.dout_dim_stride +
-                                         i * p.dout_seq_stride])
-                                   : DY[(b * L + i) * D + d];
+          // The hard mode's dx is g through the permutation (NaN where the row's scores are not
+          // finite); the soft mode's is dy.
+          acc_t dyi;
+          if (!p.hard)
+            dyi = DY[(b * L + i) * D + d];
+          else if (r.finite)
+            dyi = load<acc_t>(static_cast<const in_t*>(
+                p.dout)[b * p.dout_batch_stride + d * p.dout_dim_stride + i * p.dout_seq_stride]);
+          else
+            dyi = nan_value<acc_t>();
           dx[r.perm[i]] = store<in_t>(with_w ? dyi + dsi * wd : dyi);
           if (with_w) dw += dsi * Y[(b * L + i) * D + d];
         }
