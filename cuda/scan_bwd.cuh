@@ -315,7 +315,9 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
             float* const dst = args.part_bc +
                                ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 +
                                 plane) * N + n0;
-            const bool whole = (N & 3) == 0;  // 4 states in range, 16-byte aligned
+            // 4 states in range, at a 16-byte aligned address (the workspace's base is the
+            // caller's: checked, as store_global_states does)
+            const bool whole = (N & 3) == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0;
             float4 prev = make_float4(0.f, 0.f, 0.f, 0.f);
             if (sub > 0) {  // this block's earlier row tiles (loaded first: its latency overlaps)
               if (whole) {
