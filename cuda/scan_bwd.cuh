@@ -301,6 +301,12 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
       // over the block's rows into this block's workspace slot, time-invariant ones over the
       // steps into sInv (each entry updated by one thread).
       auto reduce_exchange = [&](int lb) {
+        // This block's partial of variable dB (plane 0) or dC (plane 1) at step l, state n.
+        auto part_at = [&](int l, int plane, int n) {
+          return args.part_bc +
+                 ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 + plane) * N +
+                 n;
+        };
         if constexpr (kQuads) {
           // Four consecutive states per item, as 16-byte reads and stores: at N = 64 the items of
           // one state took a third of the backward's instructions (index arithmetic, and a
@@ -312,9 +318,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
             const int plane = rest & 1, jj = rest >> 1;
             const int l = lb + jj;
             if (n0 >= N || l >= L || !(plane == 0 ? varB : varC)) continue;
-            float* const dst = args.part_bc +
-                               ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 +
-                                plane) * N + n0;
+            float* const dst = part_at(l, plane, n0);
             // 4 states in range, at a 16-byte aligned address (the workspace's base is the
             // caller's: checked, as store_global_states does)
             const bool whole = (N & 3) == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0;
@@ -369,9 +373,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
             } else {
               for (int r = 0; r < rows_valid; ++r) acc += src[r * npad];
             }
-            float* dst = args.part_bc +
-                         ((((int64_t(b) * p.n_groups + g) * args.slots + slot) * L + l) * 2 +
-                          plane) * N + n;
+            float* const dst = part_at(l, plane, n);
             *dst = sub == 0 ? acc : *dst + acc;
           }
         }

@@ -134,6 +134,19 @@ __device__ __forceinline__ void store_words(void* dst, const uint32_t (&w)[W]) {
 #endif
 }
 
+// The V elements of a span as the 32-bit words of their storage type (float32: the bits of each;
+// 16-bit types: two per word).
+template <typename in_t, int V>
+__device__ __forceinline__ void span_words(const float (&v)[V],
+                                           uint32_t (&w)[V * int(sizeof(in_t)) / 4]) {
+  if constexpr (sizeof(in_t) == 4) {
+    memcpy(w, v, sizeof(w));
+  } else {
+#pragma unroll
+    for (int k = 0; k < V / 2; ++k) w[k] = pack_pair<in_t>(v[2 * k], v[2 * k + 1]);
+  }
+}
+
 // Stores elements [gl, min(gl + V, L)) of a row, as one vector store when `vec` (an overload
 // below takes the row's alignment instead). kPtx: the vector goes through PTX. Written in C++, the
 // compiler merged it with the element-wise branch into 4-byte (float32: element) stores, one
@@ -147,15 +160,9 @@ __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, boo
   static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
   if (vec && gl + V <= L) {
     if constexpr (kPtx) {
-      constexpr int W = V * int(sizeof(in_t)) / 4;  // 32-bit words
-      uint32_t w[W];
-      if constexpr (sizeof(in_t) == 4) {
-        memcpy(w, v, sizeof(w));
-      } else {
-#pragma unroll
-        for (int k = 0; k < W; ++k) w[k] = pack_pair<in_t>(v[2 * k], v[2 * k + 1]);
-      }
-      store_words<W>(row + gl, w);
+      uint32_t w[V * int(sizeof(in_t)) / 4];
+      span_words<in_t, V>(v, w);
+      store_words(row + gl, w);
     } else {
       in_t e[V];
 #pragma unroll
@@ -181,12 +188,7 @@ __device__ __forceinline__ void store_span(in_t* row, int64_t gl, int64_t L, int
   if constexpr (kPtx && kBytes == 16) {
     if (align == 8 && gl + V <= L) {
       uint32_t w[4];
-      if constexpr (sizeof(in_t) == 4) {
-        memcpy(w, v, sizeof(w));
-      } else {
-#pragma unroll
-        for (int k = 0; k < 4; ++k) w[k] = pack_pair<in_t>(v[2 * k], v[2 * k + 1]);
-      }
+      span_words<in_t, V>(v, w);
       const uint32_t lo[2] = {w[0], w[1]}, hi[2] = {w[2], w[3]};
       store_words<2>(row + gl, lo);
       store_words<2>(row + gl + V / 2, hi);
@@ -318,34 +320,30 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src)
 // bytes (cp.async copies 4, 8 or 16 bytes; the 16-byte form bypasses L1, the smaller ones go
 // through it). Pieces past src_bytes read nothing; they are given the chunk's start, an address
 // inside the source.
-__device__ __forceinline__ void cp_async_chunk(void* smem_dst, const void* gmem_src, int src_bytes,
-                                               int align) {
-  if (align >= 16) return cp_async16(smem_dst, gmem_src, src_bytes);
+template <int P>
+__device__ __forceinline__ void cp_async_pieces(void* smem_dst, const void* gmem_src,
+                                                int src_bytes) {
 #ifdef __CUDA_ARCH__
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
   const char* const src = static_cast<const char*>(gmem_src);
-  if (align == 8) {
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int n = min(max(src_bytes - 8 * k, 0), 8);
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst + 8 * k),
-                   "l"(n > 0 ? src + 8 * k : src), "r"(n)
-                   : "memory");
-    }
-  } else {
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int n = min(max(src_bytes - 4 * k, 0), 4);
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst + 4 * k),
-                   "l"(n > 0 ? src + 4 * k : src), "r"(n)
-                   : "memory");
-    }
+  for (int k = 0; k < 16 / P; ++k) {
+    const int n = min(max(src_bytes - P * k, 0), P);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst + P * k),
+                 "l"(n > 0 ? src + P * k : src), "n"(P), "r"(n)
+                 : "memory");
   }
 #else
-  assert(align >= 4 && reinterpret_cast<uintptr_t>(gmem_src) % align == 0);
+  assert(reinterpret_cast<uintptr_t>(gmem_src) % P == 0);
   memcpy(smem_dst, gmem_src, static_cast<size_t>(src_bytes));
   memset(static_cast<char*>(smem_dst) + src_bytes, 0, static_cast<size_t>(16 - src_bytes));
 #endif
+}
+__device__ __forceinline__ void cp_async_chunk(void* smem_dst, const void* gmem_src, int src_bytes,
+                                               int align) {
+  if (align >= 16) cp_async16(smem_dst, gmem_src, src_bytes);
+  else if (align == 8) cp_async_pieces<8>(smem_dst, gmem_src, src_bytes);
+  else cp_async_pieces<4>(smem_dst, gmem_src, src_bytes);
 }
 
 // A hint to bring the 128-byte line holding p into L2 (no register, nothing to wait for).
