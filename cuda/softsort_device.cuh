@@ -64,19 +64,6 @@ __device__ __forceinline__ float mul_from_gap(float u) {
   return u < 0.69314718f ? series : direct;
 }
 
-// A h + v. Both forms are computed and one is selected: straight-line code, which the scans'
-// shuffle chains need (a branch per level costs more than the spare multiply-add).
-__device__ __forceinline__ float mul_apply(float m, float h, float v) {
-  const float by_a = fmaf(-m, h, v), by_b = fmaf(-m, h, h) + v;
-  return mul_is_a(m) ? by_a : by_b;
-}
-
-// A h (likewise).
-__device__ __forceinline__ float mul_scale(float m, float h) {
-  const float by_a = -m * h, by_b = fmaf(-m, h, h);
-  return mul_is_a(m) ? by_a : by_b;
-}
-
 // The product of two multipliers (commutative), branch-free: the complement form 1 - (1 - e)(1 - l)
 // when both are complements and it stays at least 1/2, the product of the plain values otherwise
 // (below 1/2: one factor is).
@@ -99,16 +86,24 @@ __device__ __forceinline__ float mul_value(float m) { return mul_is_a(m) ? -m : 
 // (scan_values) moves values only: one shuffle and one multiply-add per level, no multiplier
 // arithmetic. Both directions at once: `left` composes the threads before this one (in thread
 // order), `right` the threads after it (in reverse order).
+//
+// The multipliers are products along the row, so they are formed in the encoded form above
+// (mul_then); each is then rounded once to a plain float, which a value meets at most
+// kLevels + kWarpLevels + 2 times on its way through a scan, however long the row: the value scans
+// need one
+// fma per level, where applying the encoded form (both of its forms, then a select) took four
+// instructions.
 
-constexpr int kLevels = 5;  // of a warp-wide scan
+constexpr int kLevels = 5;      // of a warp-wide scan
+constexpr int kWarpLevels = 4;  // of the scan over the warp totals: blocks of at most 16 warps
 
-// One direction's multipliers, for one thread.
+// One direction's multipliers, for one thread, as plain decays A (see above).
 struct ScanMul {
   float lane_lvl[kLevels];  // warp scan: this lane's segment multiplier before each level (the
                             // zero map where the level has no partner lane: no lane conditions
                             // in the value scans)
   float lane_excl;          // of the lanes before this one in its warp
-  float warp_lvl[kLevels];  // scan over the warp totals (lanes < warps), likewise
+  float warp_lvl[kWarpLevels];  // scan over the warp totals (lanes < warps), likewise
   float total;              // of every thread before this one: carries a tile's input in
 };
 
@@ -135,7 +130,7 @@ __device__ inline void scan_multipliers(float ml, float mr, ScanMul& L, ScanMul&
   __syncthreads();
   float tl = lane < nw ? mt[0][lane] : kMulIdentity, tr = lane < nw ? mt[1][lane] : kMulIdentity;
 #pragma unroll
-  for (int k = 0; k < kLevels; ++k) {
+  for (int k = 0; k < kWarpLevels; ++k) {
     const int d = 1 << k;
     L.warp_lvl[k] = lane >= d ? tl : kMulZero;
     R.warp_lvl[k] = lane + d < 32 ? tr : kMulZero;
@@ -147,6 +142,16 @@ __device__ inline void scan_multipliers(float ml, float mr, ScanMul& L, ScanMul&
   const float pr = __shfl_sync(kFull, tr, wid + 1 < nw ? wid + 1 : 0);
   L.total = wid > 0 ? mul_then(pl, L.lane_excl) : L.lane_excl;
   R.total = wid + 1 < nw ? mul_then(pr, R.lane_excl) : R.lane_excl;
+  auto to_plain = [](ScanMul& m) {
+#pragma unroll
+    for (int k = 0; k < kLevels; ++k) m.lane_lvl[k] = mul_value(m.lane_lvl[k]);
+#pragma unroll
+    for (int k = 0; k < kWarpLevels; ++k) m.warp_lvl[k] = mul_value(m.warp_lvl[k]);
+    m.lane_excl = mul_value(m.lane_excl);
+    m.total = mul_value(m.total);
+  };
+  to_plain(L);
+  to_plain(R);
 }
 
 // Exclusive scans of N values per thread and direction, in place: on return l[k] is
@@ -163,8 +168,8 @@ __device__ void scan_values(float (&l)[N], float (&r)[N], const ScanMul& L, cons
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
-      l[q] = mul_apply(L.lane_lvl[k], el, l[q]);  // A = 0 where there is no partner
-      r[q] = mul_apply(R.lane_lvl[k], er, r[q]);
+      l[q] = fmaf(L.lane_lvl[k], el, l[q]);  // A = 0 where there is no partner
+      r[q] = fmaf(R.lane_lvl[k], er, r[q]);
     }
   }
   float xl[N], xr[N];
@@ -192,21 +197,21 @@ __device__ void scan_values(float (&l)[N], float (&r)[N], const ScanMul& L, cons
     r[q] = lane < nw ? vt[1][q][lane] : 0.f;
   }
 #pragma unroll
-  for (int k = 0; k < kLevels; ++k) {
+  for (int k = 0; k < kWarpLevels; ++k) {
     const int d = 1 << k;
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       const float el = __shfl_up_sync(kFull, l[q], d), er = __shfl_down_sync(kFull, r[q], d);
-      l[q] = mul_apply(L.warp_lvl[k], el, l[q]);
-      r[q] = mul_apply(R.warp_lvl[k], er, r[q]);
+      l[q] = fmaf(L.warp_lvl[k], el, l[q]);
+      r[q] = fmaf(R.warp_lvl[k], er, r[q]);
     }
   }
 #pragma unroll
   for (int q = 0; q < N; ++q) {
     const float pl = __shfl_sync(kFull, l[q], wid > 0 ? wid - 1 : 0);
     const float pr = __shfl_sync(kFull, r[q], wid + 1 < nw ? wid + 1 : 0);
-    l[q] = mul_apply(L.lane_excl, wid > 0 ? pl : 0.f, xl[q]);
-    r[q] = mul_apply(R.lane_excl, wid + 1 < nw ? pr : 0.f, xr[q]);
+    l[q] = fmaf(L.lane_excl, wid > 0 ? pl : 0.f, xl[q]);
+    r[q] = fmaf(R.lane_excl, wid + 1 < nw ? pr : 0.f, xr[q]);
   }
 }
 

@@ -12,8 +12,9 @@
 //
 // Precision: decays of dense keys are near 1, where float32 rounds 1 - a to a multiple of 2^-24
 // with a bias (softsort_device.cuh). Products that chain along the row (scan multipliers, tile
-// carries) use the encoded multipliers; plain floats appear only within one thread's kE
-// positions (a[j] and their products), where a rounding is compounded at most kE times.
+// carries) are formed from the encoded multipliers; plain floats are multiplied together only
+// within one thread's kE positions (a[j] and their products), where a rounding is compounded at
+// most kE times, and a scan multiplier is rounded to a plain float once, after its product.
 //
 // Strict sums (over strictly larger / smaller keys, needed by the score gradient) differ from the
 // inclusive ones only inside runs of exactly tied keys. A run can span threads: the thread where
@@ -32,6 +33,7 @@
 
 namespace s6kit::cuda_softsort {
 
+static_assert(kMaxThreads / 32 <= (1 << kWarpLevels), "the warp totals' scan covers every warp");
 
 // What every channel of a batch element shares, for one thread and one tile.
 struct Ctx {
@@ -42,6 +44,8 @@ struct Ctx {
   unsigned tie;      // bit j: key(s + j) == key(s + j - 1), both valid (j = 0 .. kE)
   float invz[kE];    // 1 / Z (1 where not loaded)
   int perm[kE];      // perm[s + j] (0 past L)
+  bool ties;         // kStrict: two of the tile's keys tie (exactly); block-uniform
+  bool warp_ties;    // kStrict: two keys of this warp's positions (and the ones next to them) tie
   bool run_starts;   // a run of tied keys starts among this thread's positions
   bool run_ends;     // one ends among them
   int lsrc, rsrc;    // thread publishing the strict sum of the run through s / s + kE - 1
@@ -107,6 +111,8 @@ __device__ void load_ctx(Ctx& c, const RowEnv& env, int start, TileScratch& scra
     c.invz[j] = (i < L && env.invz) ? env.invz[i] : 1.f;
   }
   if (kStrict) {
+    c.warp_ties = __any_sync(kFull, c.tie != 0u);
+    c.ties = __syncthreads_or(c.warp_ties);
     c.run_starts = false;
     c.run_ends = false;
 #pragma unroll
@@ -170,8 +176,8 @@ __device__ void scan_tile(Ctx& c, const float (&v)[N][kE], const Carries<N>& in,
   float cl[N], cr[N];
 #pragma unroll
   for (int k = 0; k < N; ++k) {
-    cl[k] = mul_apply(c.lmul.total, in.il[k], lv[k]);  // IL at s - 1
-    cr[k] = mul_apply(c.rmul.total, in.ir[k], rv[k]);  // IR at s + kE
+    cl[k] = fmaf(c.lmul.total, in.il[k], lv[k]);  // IL at s - 1
+    cr[k] = fmaf(c.rmul.total, in.ir[k], rv[k]);  // IR at s + kE
     float P = 1.f, Q = 1.f;  // decays from s - 1 to s + j, from s + kE to s + j
 #pragma unroll
     for (int j = 0; j < kE; ++j) {
@@ -186,25 +192,42 @@ __device__ void scan_tile(Ctx& c, const float (&v)[N][kE], const Carries<N>& in,
   }
 
   if constexpr (kStrict) {
-    // Publish the strict sums at the last run start and the first run end of this thread
-    // (the last / first assignment wins; written without indexing by a run position, which
-    // would move the arrays to local memory).
-    float* slot = sh.slots + threadIdx.x * 2 * N;
+    // A warp without ties (the usual case) has runs of one position only, so there SR = GX and
+    // SL is the exclusive left sum, and no run crosses into or out of it. The sums of runs that
+    // do cross threads are published by the threads where they start (and end) and read by the
+    // others after a barrier, which a block without ties skips.
+    if (c.warp_ties) {
+      // The last run start and the first run end of this thread (the last / first assignment
+      // wins; written without indexing by a run position, which would move the arrays to local
+      // memory).
+      float* slot = sh.slots + threadIdx.x * 2 * N;
 #pragma unroll
-    for (int k = 0; k < N; ++k) {
-      float lp = 0.f, rp = 0.f;
+      for (int k = 0; k < N; ++k) {
+        float lp = 0.f, rp = 0.f;
 #pragma unroll
-      for (int j = 0; j < kE; ++j)
-        if (j < c.n && !c.tied(j)) lp = c.a[j] * (j > 0 ? ts.il[k][j - 1] : cl[k]);
+        for (int j = 0; j < kE; ++j)
+          if (j < c.n && !c.tied(j)) lp = c.a[j] * (j > 0 ? ts.il[k][j - 1] : cl[k]);
 #pragma unroll
-      for (int j = kE - 1; j >= 0; --j)
-        if (j < c.n && !c.tied(j + 1)) rp = ts.gx[k][j];
-      slot[k] = lp;
-      slot[N + k] = rp;
+        for (int j = kE - 1; j >= 0; --j)
+          if (j < c.n && !c.tied(j + 1)) rp = ts.gx[k][j];
+        slot[k] = lp;
+        slot[N + k] = rp;
+      }
     }
-    __syncthreads();
+    if (c.ties) __syncthreads();
 #pragma unroll
     for (int k = 0; k < N; ++k) {
+      if (!c.warp_ties) {
+        float sl = 0.f;
+#pragma unroll
+        for (int j = 0; j < kE; ++j) {
+          sl = c.a[j] * (j > 0 ? ts.il[k][j - 1] : cl[k]);
+          ts.w[k][j] = ts.gx[k][j] - sl;
+        }
+        ts.sr_first[k] = ts.gx[k][0];
+        ts.sl_last[k] = sl;
+        continue;
+      }
       float cur = c.rsrc >= 0 ? sh.slots[c.rsrc * 2 * N + N + k] : in.sr[k];
 #pragma unroll
       for (int j = kE - 1; j >= 0; --j) {

@@ -63,6 +63,24 @@ def test_exact_ties(p, kind, descending):
     _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), soft_permute_case(x, s, g, **kw), F32, kw)
 
 
+@pytest.mark.parametrize("L", [3000, 9000])
+@pytest.mark.parametrize("descending", [True, False])
+def test_sparse_ties(L, descending):
+    """Distinct scores but for a tied pair and a run of 300 tied scores, which spans warps: the
+    warps without ties take the short path of the score gradient's sums, the others the general
+    one, in one block (rows of one tile) and in the tiles of a longer row."""
+    x, s, g = token_inputs(2, 3, L, "random", seed=L + 7)
+    s = s.float().double()
+    s[:, 10] = s[:, 11]
+    s[:, 100:400] = 0.125
+    kw = dict(tau=0.5, descending=descending)
+    if L <= 4096:
+        expected = soft_permute_case(x, s, g, **kw)
+    else:  # the float64 CPU kernels, which the CPU tests check against the reference
+        expected = run(s6kit.soft_permute, x, s, g, **kw)
+    _check(_on_cuda(s6kit.soft_permute, x, s, g, **kw), expected, F32, kw)
+
+
 @pytest.mark.parametrize("L", [40, 5000])
 @pytest.mark.parametrize("descending", [True, False])
 def test_signed_zero_scores_are_one_tie(L, descending):
