@@ -25,6 +25,7 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
 
   // Single tiles (rows of several tiles go through softsort_tiles.cuh): 1 / Z computed here.
   RowPipe<T> pipe(dyn, a.stages, L, cr.rows(), x, a.xd);
+  pipe.lean = !a.hard;  // a row is read before the scan's barrier (the gather has none)
   Ctx c;
   if (!a.hard) {
     load_ctx<false>(c, env, 0, sh.tile);
@@ -82,6 +83,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   RowPipe<T> pipe(dyn + a.acc_smem, a.stages, L, cr.rows(),
                   static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
                   a.g_smem ? g : nullptr, a.gd);
+  pipe.lean = !a.hard;  // rows are read before the scan's barrier (the hard mode's g after it)
   float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
 
   // The thread's sums of q and c over the block's rows, in dynamic shared memory (registers are
