@@ -266,9 +266,11 @@ __device__ __forceinline__ float block_sum(float v, float* scratch /* 32 floats 
 
 // ---- rows into shared memory ------------------------------------------------------------------
 
+__device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem), "l"(gmem));
+}
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+  cp_async16(static_cast<unsigned>(__cvta_generic_to_shared(smem)), gmem);
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Wait until at most n of this thread's committed groups are pending (n in 0..3).
@@ -281,16 +283,23 @@ __device__ __forceinline__ void cp_async_wait(int n) {
   }
 }
 
-// Starts copying row[0, L) into dst: 16-byte asynchronous copies when both are 16-byte aligned
-// and the row is a whole number of 16-byte chunks, plain loads otherwise. The caller commits.
+// Whether row[0, L) of every row `stride` elements apart from `first` is a whole number of
+// 16-byte chunks at 16-byte aligned addresses (copied by cp.async then).
 template <typename T>
-__device__ void row_to_smem(T* dst, const T* src, int L) {
-  const bool vec = (reinterpret_cast<uintptr_t>(src) % 16 == 0) &&
-                   ((static_cast<int64_t>(L) * sizeof(T)) % 16 == 0);
-  if (vec) {
-    const int chunks = static_cast<int>(static_cast<int64_t>(L) * sizeof(T) / 16);
-    for (int k = threadIdx.x; k < chunks; k += blockDim.x)
-      cp_async16(reinterpret_cast<char*>(dst) + 16 * k, reinterpret_cast<const char*>(src) + 16 * k);
+__device__ __forceinline__ bool rows_in_chunks(const T* first, int64_t stride, int L) {
+  return reinterpret_cast<uintptr_t>(first) % 16 == 0 && (stride * sizeof(T)) % 16 == 0 &&
+         (int64_t(L) * sizeof(T)) % 16 == 0;
+}
+
+// Starts copying row[0, L) into shared memory at `dst` (generic) / `dst_s` (its shared address):
+// 16-byte asynchronous copies when `chunks` (rows_in_chunks), plain loads otherwise. The caller
+// commits.
+template <typename T>
+__device__ void row_to_smem(T* dst, unsigned dst_s, const T* src, int L, bool chunks) {
+  if (chunks) {
+    const int n = static_cast<int>(static_cast<int64_t>(L) * sizeof(T) / 16);
+    for (int k = threadIdx.x; k < n; k += blockDim.x)
+      cp_async16(dst_s + 16 * k, reinterpret_cast<const char*>(src) + 16 * k);
   } else {
     for (int k = threadIdx.x; k < L; k += blockDim.x) dst[k] = src[k];
   }

@@ -54,25 +54,36 @@ __device__ void fill_rows_nan(T* rows, int n_rows, int L) {
 template <typename T>
 struct RowPipe {
   T* buf;
+  unsigned buf_s;  // buf's shared-memory address
   int stages, L, n;
   int slot = 0;  // the stage of the next row acquired (rows are acquired in order)
+  int cur = 0;   // the stage of the row last acquired
   bool lean = false;  // see acquire
   const T *x, *g;
   int64_t x_dstride, g_dstride;
+  bool x_chunks, g_chunks;  // rows copied in 16-byte chunks (rows_in_chunks)
 
   __device__ RowPipe(void* smem, int stages_, int L_, int n_, const T* x_first, int64_t x_dstride_,
                      const T* g_first = nullptr, int64_t g_dstride_ = 0)
-      : buf(static_cast<T*>(smem)), stages(stages_), L(L_), n(n_), x(x_first), g(g_first),
-        x_dstride(x_dstride_), g_dstride(g_dstride_) {}
+      : buf(static_cast<T*>(smem)),
+        buf_s(static_cast<unsigned>(__cvta_generic_to_shared(smem))),
+        stages(stages_), L(L_), n(n_), x(x_first), g(g_first), x_dstride(x_dstride_),
+        g_dstride(g_dstride_), x_chunks(rows_in_chunks(x_first, x_dstride_, L_)),
+        g_chunks(g_first != nullptr && rows_in_chunks(g_first, g_dstride_, L_)) {}
 
   __device__ int64_t stage_size() const { return int64_t(g ? 2 : 1) * L; }
   // Shared memory after the stages.
   __device__ T* end() const { return buf + stages * stage_size(); }
+  // The stage of the row last acquired (stages > 0): a pointer the compiler sees in shared
+  // memory, so that reads of it are shared-memory loads (acquire's pointer may be global).
+  __device__ const T* current() const { return buf + cur * stage_size(); }
 
   __device__ void fill(int stage, int r) {
-    T* dst = buf + stage * stage_size();
-    row_to_smem(dst, x + r * x_dstride, L);
-    if (g) row_to_smem(dst + L, g + r * g_dstride, L);
+    const int64_t at = stage * stage_size();  // within shared memory
+    const unsigned at_s = buf_s + unsigned(at * int64_t(sizeof(T)));
+    row_to_smem(buf + at, at_s, x + r * x_dstride, L, x_chunks);
+    if (g) row_to_smem(buf + at + L, at_s + unsigned(L * int(sizeof(T))), g + r * g_dstride, L,
+                       g_chunks);
   }
 
   __device__ void prologue() {
@@ -98,6 +109,7 @@ struct RowPipe {
       cp_async_commit();
       cp_async_wait(0);
       __syncthreads();
+      cur = 0;
       return buf;
     }
     // Committed so far: rows 0 .. r + stages - 2, one group each; row r's is complete when at
@@ -112,9 +124,9 @@ struct RowPipe {
     if (next < n) fill(slot == 0 ? stages - 1 : slot - 1, next);
     cp_async_commit();
     if (by_caller) cp_async_wait(stages - 2);  // row r + 1: rows 0 .. r + stages - 1 committed
-    const T* const at = buf + slot * stage_size();
+    cur = slot;
     slot = slot + 1 == stages ? 0 : slot + 1;
-    return at;
+    return current();
   }
 };
 

@@ -33,32 +33,38 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   }
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
-    const T* src = pipe.acquire(r);
+    const T* const got = pipe.acquire(r);
     T* orow = out + int64_t(r) * L;
-    if (a.hard) {  // out_i = x[perm_i]
-      const int* perm = a.perm32 + int64_t(b) * L;
-      for (int s = threadIdx.x * kE; s < L; s += a.tile) {
-        int from[kE];
-        load_indices<kE>(perm, s, L, 0, from);
-        float o[kE];
-#pragma unroll
-        for (int j = 0; j < kE; ++j) o[j] = to_f(src[from[j]]);
-        store_run<T, kE>(orow, s, L, o);
-      }
-      continue;
-    }
-    scan_row<1, false>(
-        c, sh,
-        [&](const Ctx& c, float (&v)[1][kE]) {
-#pragma unroll
-          for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? to_f(src[c.perm[j]]) : 0.f;
-        },
-        [&](const Ctx& c, const float (&)[1][kE], const TileScan<1, false>& ts) {
+    auto row = [&](const T* src) {
+      if (a.hard) {  // out_i = x[perm_i]
+        const int* perm = a.perm32 + int64_t(b) * L;
+        for (int s = threadIdx.x * kE; s < L; s += a.tile) {
+          int from[kE];
+          load_indices<kE>(perm, s, L, 0, from);
           float o[kE];
 #pragma unroll
-          for (int j = 0; j < kE; ++j) o[j] = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
-          store_run<T, kE>(orow, c.s, L, o);
-        });
+          for (int j = 0; j < kE; ++j) o[j] = to_f(src[from[j]]);
+          store_run<T, kE>(orow, s, L, o);
+        }
+        return;
+      }
+      scan_row<1, false>(
+          c, sh,
+          [&](const Ctx& c, float (&v)[1][kE]) {
+#pragma unroll
+            for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? to_f(src[c.perm[j]]) : 0.f;
+          },
+          [&](const Ctx& c, const float (&)[1][kE], const TileScan<1, false>& ts) {
+            float o[kE];
+#pragma unroll
+            for (int j = 0; j < kE; ++j) o[j] = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
+            store_run<T, kE>(orow, c.s, L, o);
+          });
+    };
+    if (pipe.stages > 0)
+      row(pipe.current());  // gathers from shared memory
+    else
+      row(got);
   }
 }
 
@@ -100,45 +106,51 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
 
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
-    const T* xs = pipe.acquire(r);
-    const T* grow = a.g_smem ? xs + L : g + r * a.gd;
-    const int64_t gl = a.g_smem ? 1 : a.gl;
-    T* dxrow = dx + int64_t(r) * L;
+    const T* const got = pipe.acquire(r);
+    auto row = [&](const T* xs) {
+      const T* grow = a.g_smem ? xs + L : g + r * a.gd;
+      const int64_t gl = a.g_smem ? 1 : a.gl;
+      T* dxrow = dx + int64_t(r) * L;
 
-    auto load_v = [&](const Ctx& c, float (&v)[2][kE]) {
-      float graw[kE];
-      load_run<T, kE>(grow, gl, c.s, L, graw);
+      auto load_v = [&](const Ctx& c, float (&v)[2][kE]) {
+        float graw[kE];
+        load_run<T, kE>(grow, gl, c.s, L, graw);
 #pragma unroll
-      for (int j = 0; j < kE; ++j) {
-        v[0][j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
-        v[1][j] = graw[j] * c.invz[j];
-      }
-    };
-    auto emit = [&](const Ctx& c, const float (&v)[2][kE], const TileScan<2, true>& ts) {
-      {  // first: the scans of gh are dead afterwards (registers)
-        float val[kE];
-        if (a.hard) {
-          load_run<T, kE>(grow, gl, c.s, L, val);
-        } else {
-#pragma unroll
-          for (int j = 0; j < kE; ++j) val[j] = ts.il[1][j] + ts.gx[1][j];
+        for (int j = 0; j < kE; ++j) {
+          v[0][j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
+          v[1][j] = graw[j] * c.invz[j];
         }
-        store_run<T, kE>(dxrow, c.s, L, val);
-      }
-      float q[kE], cc[kE];
-      score_terms(c, v, ts, q, cc);
+      };
+      auto emit = [&](const Ctx& c, const float (&v)[2][kE], const TileScan<2, true>& ts) {
+        {  // first: the scans of gh are dead afterwards (registers)
+          float val[kE];
+          if (a.hard) {
+            load_run<T, kE>(grow, gl, c.s, L, val);
+          } else {
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float* add = (k < 2 ? q : cc) + 4 * (k & 1);
-        float4 t = acc[k * as];
-        t.x += add[0];
-        t.y += add[1];
-        t.z += add[2];
-        t.w += add[3];
-        acc[k * as] = t;
-      }
+            for (int j = 0; j < kE; ++j) val[j] = ts.il[1][j] + ts.gx[1][j];
+          }
+          store_run<T, kE>(dxrow, c.s, L, val);
+        }
+        float q[kE], cc[kE];
+        score_terms(c, v, ts, q, cc);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const float* add = (k < 2 ? q : cc) + 4 * (k & 1);
+          float4 t = acc[k * as];
+          t.x += add[0];
+          t.y += add[1];
+          t.z += add[2];
+          t.w += add[3];
+          acc[k * as] = t;
+        }
+      };
+      scan_row<2, true>(c, sh, load_v, emit);
     };
-    scan_row<2, true>(c, sh, load_v, emit);
+    if (pipe.stages > 0)
+      row(pipe.current());  // gathers (and g, when staged) from shared memory
+    else
+      row(got);
   }
   if (c.n > 0) {
     float sums[2][kE];
