@@ -79,7 +79,8 @@ struct TileRows {
 
   // The values of the block's row r (its rows in order). Block-wide.
   __device__ void values(int r, const Ctx& c, float (*v)[kE]) {
-    stage = pipe.acquire(r);
+    pipe.acquire(r);
+    stage = pipe.current();  // shared-memory loads (the tile kernels always stage their rows)
     load_run<T, kE>(stage, 1, c.s - k0, n, v[0]);
     if constexpr (M == TileMode::kBwd) {  // gh = g / Z
       raw_g(r, c, v[1]);
