@@ -89,10 +89,9 @@ __device__ __forceinline__ float mul_value(float m) { return mul_is_a(m) ? -m : 
 //
 // The multipliers are products along the row, so they are formed in the encoded form above
 // (mul_then); each is then rounded once to a plain float, which a value meets at most
-// kLevels + kWarpLevels + 2 times on its way through a scan, however long the row: the value scans
-// need one
-// fma per level, where applying the encoded form (both of its forms, then a select) took four
-// instructions.
+// kLevels + kWarpLevels + 2 times on its way through a scan, however long the row. The value
+// scans then need one fma per level, where applying the encoded form (both of its forms, then a
+// select) took four instructions.
 
 constexpr int kLevels = 5;      // of a warp-wide scan
 constexpr int kWarpLevels = 4;  // of the scan over the warp totals: blocks of at most 16 warps
