@@ -268,9 +268,6 @@ __device__ __forceinline__ float block_sum(float v, float* scratch /* 32 floats 
 __device__ __forceinline__ void cp_async16(unsigned smem, const void* gmem) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem), "l"(gmem));
 }
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  cp_async16(static_cast<unsigned>(__cvta_generic_to_shared(smem)), gmem);
-}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Wait until at most n of this thread's committed groups are pending (n in 0..3).
 __device__ __forceinline__ void cp_async_wait(int n) {

@@ -75,7 +75,7 @@ struct RowPipe {
   // Shared memory after the stages.
   __device__ T* end() const { return buf + stages * stage_size(); }
   // The stage of the row last acquired (stages > 0): a pointer the compiler sees in shared
-  // memory, so that reads of it are shared-memory loads (acquire's pointer may be global).
+  // memory, so that reads of it are shared-memory loads.
   __device__ const T* current() const { return buf + cur * stage_size(); }
 
   __device__ void fill(int stage, int r) {
@@ -93,16 +93,16 @@ struct RowPipe {
     }
   }
 
-  // Stage of row r (the x row, then the g row), ready for every thread of the block; the x row
-  // in global memory when stages == 0. Block-wide.
+  // Makes the stage of row r (the x row, then the g row) ready for every thread of the block
+  // (current()); nothing to do when stages == 0. Block-wide.
   //
   // A lean pipe of three stages or more saves this barrier from the second row on. It is for
   // kernels whose threads read a row's stage only before a block-wide barrier that they pass
   // before acquiring the next row (the scan's barrier, scan_values): each thread waits for its
   // copies of row r + 1 when it acquires row r, so that barrier makes row r + 1 visible to the
   // block and frees row r's stage for a refill. A row then has one row less to arrive in.
-  __device__ const T* acquire(int r) {
-    if (stages == 0) return x + r * x_dstride;
+  __device__ void acquire(int r) {
+    if (stages == 0) return;
     if (stages == 1) {
       __syncthreads();  // every thread is done with the buffer
       fill(0, r);
@@ -110,7 +110,7 @@ struct RowPipe {
       cp_async_wait(0);
       __syncthreads();
       cur = 0;
-      return buf;
+      return;
     }
     // Committed so far: rows 0 .. r + stages - 2, one group each; row r's is complete when at
     // most stages - 2 are pending. After the barrier every thread is done with row r - 1, whose
@@ -126,7 +126,17 @@ struct RowPipe {
     if (by_caller) cp_async_wait(stages - 2);  // row r + 1: rows 0 .. r + stages - 1 committed
     cur = slot;
     slot = slot + 1 == stages ? 0 : slot + 1;
-    return current();
+  }
+
+  // Acquires row r and calls f with its x row: the stage (shared-memory loads), or the row in
+  // global memory when stages == 0 (f is compiled for both). Block-wide.
+  template <typename F>
+  __device__ void with_row(int r, F&& f) {
+    acquire(r);
+    if (stages > 0)
+      f(current());
+    else
+      f(x + r * x_dstride);
   }
 };
 

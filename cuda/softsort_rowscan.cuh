@@ -215,9 +215,9 @@ __device__ void scan_tile(Ctx& c, const float (&v)[N][kE], const Carries<N>& in,
       }
     }
     if (c.ties) __syncthreads();
+    if (!c.warp_ties) {
 #pragma unroll
-    for (int k = 0; k < N; ++k) {
-      if (!c.warp_ties) {
+      for (int k = 0; k < N; ++k) {
         float sl = 0.f;
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
@@ -226,8 +226,11 @@ __device__ void scan_tile(Ctx& c, const float (&v)[N][kE], const Carries<N>& in,
         }
         ts.sr_first[k] = ts.gx[k][0];
         ts.sl_last[k] = sl;
-        continue;
       }
+      return;
+    }
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
       float cur = c.rsrc >= 0 ? sh.slots[c.rsrc * 2 * N + N + k] : in.sr[k];
 #pragma unroll
       for (int j = kE - 1; j >= 0; --j) {

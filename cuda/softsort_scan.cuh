@@ -33,9 +33,8 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   }
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
-    const T* const got = pipe.acquire(r);
     T* orow = out + int64_t(r) * L;
-    auto row = [&](const T* src) {
+    pipe.with_row(r, [&](const T* src) {
       if (a.hard) {  // out_i = x[perm_i]
         const int* perm = a.perm32 + int64_t(b) * L;
         for (int s = threadIdx.x * kE; s < L; s += a.tile) {
@@ -60,11 +59,7 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
             for (int j = 0; j < kE; ++j) o[j] = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
             store_run<T, kE>(orow, c.s, L, o);
           });
-    };
-    if (pipe.stages > 0)
-      row(pipe.current());  // gathers from shared memory
-    else
-      row(got);
+    });
   }
 }
 
@@ -106,8 +101,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
 
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
-    const T* const got = pipe.acquire(r);
-    auto row = [&](const T* xs) {
+    pipe.with_row(r, [&](const T* xs) {
       const T* grow = a.g_smem ? xs + L : g + r * a.gd;
       const int64_t gl = a.g_smem ? 1 : a.gl;
       T* dxrow = dx + int64_t(r) * L;
@@ -146,11 +140,7 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
         }
       };
       scan_row<2, true>(c, sh, load_v, emit);
-    };
-    if (pipe.stages > 0)
-      row(pipe.current());  // gathers (and g, when staged) from shared memory
-    else
-      row(got);
+    });
   }
   if (c.n > 0) {
     float sums[2][kE];
