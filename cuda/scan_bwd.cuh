@@ -221,11 +221,31 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
           if (r < rows_valid) {
             const int64_t dd = d0 + r;
             float x[V], dout[V], z[V];
-            load_span<in_t, V>(input_row(1, dd), gl, L, args.vec_in, x);
-            load_span<in_t, V>(input_row(0, dd), gl, L, args.vec_in, u);
-            if (!lite) {
-              load_span<in_t, V>(input_row(2, dd), gl, L, args.vec_in, dout);
-              if (has_z) load_span<in_t, V>(input_row(3, dd), gl, L, args.vec_in, z);
+            if constexpr (sizeof(in_t) == 2) {
+              // 16-bit storage: the span's four loads are all issued before any is converted, so
+              // that the thread waits for them together, not one after another. That cut the
+              // backward by 2-10 % on an H100; float32 spans (16 bytes each), held together,
+              // made it spill and run 2-7 % slower (bench/results/h100_extra/bwd_staging_ab.log).
+              SpanBits<in_t, V> q[4];
+              q[0] = load_span_bits<in_t, V>(input_row(1, dd), gl, L, args.vec_in);
+              q[1] = load_span_bits<in_t, V>(input_row(0, dd), gl, L, args.vec_in);
+              if (!lite) {
+                q[2] = load_span_bits<in_t, V>(input_row(2, dd), gl, L, args.vec_in);
+                if (has_z) q[3] = load_span_bits<in_t, V>(input_row(3, dd), gl, L, args.vec_in);
+              }
+              span_to_float<in_t, V>(q[0], x);
+              span_to_float<in_t, V>(q[1], u);
+              if (!lite) {
+                span_to_float<in_t, V>(q[2], dout);
+                if (has_z) span_to_float<in_t, V>(q[3], z);
+              }
+            } else {
+              load_span<in_t, V>(input_row(1, dd), gl, L, args.vec_in, x);
+              load_span<in_t, V>(input_row(0, dd), gl, L, args.vec_in, u);
+              if (!lite) {
+                load_span<in_t, V>(input_row(2, dd), gl, L, args.vec_in, dout);
+                if (has_z) load_span<in_t, V>(input_row(3, dd), gl, L, args.vec_in, z);
+              }
             }
 #pragma unroll
             for (int k = 0; k < V; ++k) {

@@ -86,9 +86,33 @@ constexpr int kVec = 16 / int(sizeof(in_t));
 template <typename in_t, int V>
 using SpanBits = typename std::conditional<V * sizeof(in_t) == 16, uint4, uint2>::type;
 
-// Elements [gl, gl + V) of a row (pointer to its element 0); zero past L. One vector load when
-// `vec` (the row start and its stride are 16-byte aligned: the launcher checks) and the span lies
-// inside the row, element loads otherwise.
+// The bits of elements [gl, gl + V) of a row (pointer to its element 0); zero past L. One
+// vector load when `vec` (the row start and its stride are 16-byte aligned: the launcher checks)
+// and the span lies inside the row, element loads otherwise.
+template <typename in_t, int V>
+__device__ __forceinline__ SpanBits<in_t, V> load_span_bits(const in_t* row, int64_t gl, int64_t L,
+                                                            bool vec) {
+  static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");
+  if (vec && gl + V <= L) return *reinterpret_cast<const SpanBits<in_t, V>*>(row + gl);
+  in_t e[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) e[k] = gl + k < L ? row[gl + k] : from_float<in_t>(0.f);
+  SpanBits<in_t, V> q;
+  memcpy(&q, e, sizeof(q));
+  return q;
+}
+
+template <typename in_t, int V>
+__device__ __forceinline__ void span_to_float(const SpanBits<in_t, V>& q, float (&v)[V]) {
+  in_t e[V];
+  memcpy(e, &q, sizeof(q));
+#pragma unroll
+  for (int k = 0; k < V; ++k) v[k] = to_float(e[k]);
+}
+
+// The elements [gl, gl + V) of a row as floats, each converted as it is loaded (the same span as
+// load_span_bits; kept apart so that the float32 backward, which loads this way, compiles as it
+// did: see stage_rows in scan_bwd.cuh).
 template <typename in_t, int V>
 __device__ __forceinline__ void load_span(const in_t* row, int64_t gl, int64_t L, bool vec, float (&v)[V]) {
   static_assert(V * sizeof(in_t) == 8 || V * sizeof(in_t) == 16, "8- or 16-byte spans");

@@ -28,8 +28,12 @@ namespace s6kit::cuda_scan {
 constexpr int kFwdMaxThreads = 128;
 constexpr int kFwdSmemBudget = 72 * 1024;  // 3 blocks per multiprocessor at the largest
 // Blocks per multiprocessor the register allocation must allow (128 threads each): 64 registers
-// per thread for kS = 2, 80 for kS = 4, 128 for kS = 8.
-__host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : kS == 4 ? 6 : 4; }
+// per thread for kS = 2, 128 for kS = 4 and 8. The staged tiles of kS = 4 with z and variable
+// B / C leave room for 4 blocks anyway (55 KB each in 16-bit storage); given 128 registers
+// instead of 80 (6 blocks), its forward ran 2-6 % faster at most anchor shapes on an H100
+// (bench/results/h100_extra/fwd_registers_ab.log). Shapes whose tiles take less shared memory
+// (no z, time-invariant B / C) lose blocks per multiprocessor by it: not measured.
+__host__ __device__ constexpr int fwd_min_blocks(int kS) { return kS == 2 ? 8 : 4; }
 // Below this many blocks the forward halves its blocks (down to one warp), so that the few rows
 // spread over more multiprocessors.
 constexpr int64_t kFwdFewBlocks = 264;
