@@ -12,7 +12,8 @@
 //   * h at the tile start comes from the checkpoints (every 64 steps; a tile shorter than 64 first
 //     re-runs the steps from the checkpoint to its start: the "pre-roll");
 //   * phase A re-runs the tile forward in sub-chunks of U steps, pushing h at each sub-chunk start
-//     on a register stack;
+//     on a register stack (with 4 states per thread every other start; the others go to shared
+//     memory);
 //   * phase B takes the sub-chunks in reverse: it recomputes h_l and exp(dt_l A) of the U steps
 //     into registers (and y_l for dz), then sweeps them backwards with the adjoint g.
 // The per-step sums over the states are reduced over the R lanes of a row by xor-shuffles; the
@@ -82,12 +83,12 @@ template <typename in_t, bool kScalarA, int kS, bool kAdjoints, bool kQuads>
 __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
     scan_bwd_kernel(const __grid_constant__ BwdArgs args) {
   constexpr int U = bwd_substeps(kS);
-  // The states at the sub-chunk starts live on a register stack of NST entries. With kS = 4 (a
-  // 64-step tile, 8 sub-chunks) it holds every other start only, since registers are tight (the
-  // recomputed sub-chunk takes 2 U kS of them): an odd sub-chunk re-runs the U steps before it.
+  // The states at the sub-chunk starts: every kSkip-th on a register stack of NST entries, the
+  // others (kS = 4: a 64-step tile, 8 sub-chunks, registers tight, since the recomputed
+  // sub-chunk takes 2 U kS of them) in shared memory, sOdd.
   constexpr int kMaxSub = bwd_max_tile(kS) / U;
-  constexpr int NST = kS == 4 ? kMaxSub / 2 : kMaxSub;
-  constexpr int kSkip = kMaxSub / NST;
+  constexpr int kSkip = bwd_stack_skip(kS);
+  constexpr int NST = kMaxSub / kSkip;
   constexpr int kX = kExchangeSteps;
   static_assert(U % kX == 0, "an exchange group must not straddle sub-chunks");
   static_assert(!kQuads || (kS >= 4 && !kAdjoints), "quads: 4 or 8 states, the gradient pass");
@@ -112,7 +113,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
   float* const sU = sm + lay.off_u;    // u, then du
   float* const sDy = sm + lay.off_dy;
   float* const sZf = sm + (has_z ? lay.off_zf : 0);     // dout silu'(z), then dz
-  float* const sSig = sm + (has_sig ? lay.off_sig : 0);  // sigmoid(delta + bias)
+  float* const sOdd = sm + (kSkip > 1 ? lay.off_odd : 0);  // [k / kSkip][i][tid]
   float* const sB = sm + lay.off_B;
   float* const sC = sm + lay.off_C;
   float* const sEx = sm + lay.off_ex;
@@ -215,9 +216,9 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
         for (int e = tid; e < lay.rows * spans; e += nt) {
           const int r = e >> log2spans, l = (e & (spans - 1)) * V;
           const int gl = ls + l;
-          float dt[V], u[V], dy[V], zf[V], sg[V];
+          float dt[V], u[V], dy[V], zf[V];
 #pragma unroll
-          for (int k = 0; k < V; ++k) dt[k] = u[k] = dy[k] = zf[k] = sg[k] = 0.f;
+          for (int k = 0; k < V; ++k) dt[k] = u[k] = dy[k] = zf[k] = 0.f;
           if (r < rows_valid) {
             const int64_t dd = d0 + r;
             float x[V], dout[V], z[V];
@@ -251,10 +252,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
             for (int k = 0; k < V; ++k) {
               if (gl + k >= L) continue;
               const float xb = x[k] + sRowBias[r];
-              if (has_sig)
-                softplus_and_sigmoid(xb, dt[k], sg[k]);
-              else
-                dt[k] = xb;
+              dt[k] = has_sig ? softplus(xb) : xb;
               if (!lite) {
                 if (has_z) {
                   const float s = sigmoid(z[k]);
@@ -274,7 +272,6 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
             if (!lite) {
               sDy[kk] = dy[k];
               if (has_z) sZf[kk] = zf[k];
-              if (has_sig) sSig[kk] = sg[k];
             }
           }
         }
@@ -469,7 +466,8 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
           if (t > t_begin) prefetch_tile(l0 - T);
 
           // Phase A: the states at the starts of sub-chunks 0, kSkip, 2 kSkip, ... onto the stack
-          // (its top, st[NST - 1], is the latest).
+          // (its top, st[NST - 1], is the latest), the others into sOdd (each thread reads back
+          // only its own entries: no barrier).
           const int nsub = (Tv + U - 1) / U;
           float st[NST][kS];
   #pragma unroll
@@ -484,6 +482,9 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                 for (int i = 0; i < kS; ++i) st[s][i] = st[s + 1][i];
   #pragma unroll
               for (int i = 0; i < kS; ++i) st[NST - 1][i] = h[i];
+            } else {
+  #pragma unroll
+              for (int i = 0; i < kS; ++i) sOdd[((k / kSkip) * kS + i) * nt + tid] = h[i];
             }
             if (k + 1 < nsub) advance(h, k * U, k * U + U);
           }
@@ -494,15 +495,16 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
             // the decay a_l = exp(dt_l A) and q_l = a_l h_{l-1}; the sweep gets h_l = q_l + dt u B_l
             // back with one fma. The chain h is dead once the sub-chunk is recomputed.
             float hc[kS];
-  #pragma unroll
-            for (int i = 0; i < kS; ++i) hc[i] = st[NST - 1][i];
             if (k % kSkip == 0) {  // pop
+  #pragma unroll
+              for (int i = 0; i < kS; ++i) hc[i] = st[NST - 1][i];
   #pragma unroll
               for (int s = NST - 1; s > 0; --s)
   #pragma unroll
                 for (int i = 0; i < kS; ++i) st[s][i] = st[s - 1][i];
-            } else {  // re-run from the stored start of sub-chunk k - k % kSkip
-              advance(hc, (k - k % kSkip) * U, k * U);
+            } else {
+  #pragma unroll
+              for (int i = 0; i < kS; ++i) hc[i] = sOdd[((k / kSkip) * kS + i) * nt + tid];
             }
 
             float ad[kScalarA ? 1 : U][kS];  // a_l per state (real A)
@@ -616,7 +618,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                   const float ddt = fmaf(u, sgB, sgha);
                   const float du = fmaf(dt, sgB, sRowD[row] * dy);
                   dD_acc = fmaf(dy, u, dD_acc);
-                  const float dd = has_sig ? ddt * sSig[kk] : ddt;
+                  const float dd = has_sig ? ddt * sigmoid_from_softplus(dt) : ddt;
                   ddb_acc += dd;
                   sDt[kk] = dd;
                   sU[kk] = du;

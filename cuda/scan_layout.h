@@ -43,6 +43,9 @@ inline int bwd_states_per_thread(const ScanParams& p, int forced = 0) {
 // registers; the tile is at most bwd_max_tile steps (64 for kS = 2 and 4, 16 for kS = 8).
 __host__ __device__ constexpr int bwd_substeps(int kS) { return kS == 8 ? 4 : 8; }
 __host__ __device__ constexpr int bwd_max_tile(int kS) { return kS == 8 ? 16 : 64; }
+// The states at the sub-chunk starts: with kS = 4 (registers are tight) every bwd_stack_skip-th
+// on a register stack, the others in shared memory (Layout::off_odd); all in registers otherwise.
+__host__ __device__ constexpr int bwd_stack_skip(int kS) { return kS == 4 ? 2 : 1; }
 
 // Position of state n in a shared-memory row of B, C or the dB / dC exchange. With kS <= 4 a
 // thread's states are contiguous (n itself: one 8- or 16-byte read); with kS = 8 thread `slice`
@@ -69,7 +72,8 @@ struct Layout {
   int ps = 0;        // pitch of one (step, plane) slab of the dB / dC exchange
   // Offsets (in floats, 16-byte aligned) into dynamic shared memory; -1 when absent.
   int off_dt = -1, off_u = -1;
-  int off_dy = -1, off_zf = -1, off_sig = -1;  // dy, dz factor, sigmoid
+  int off_dy = -1, off_zf = -1;  // dy, dz factor
+  int off_odd = -1;  // [slot][state][thread]: h at the sub-chunk starts off the register stack
   int off_B = -1, off_C = -1, off_ex = -1;
   int off_inv = -1;  // [plane][row][state] sums of time-invariant dB / dC
   int off_rowD = -1, off_rowBias = -1;
@@ -109,7 +113,8 @@ inline Layout make_layout(const ScanParams& p, int T, int kS) {
   a.off_u = alloc(per_row);
   a.off_dy = alloc(per_row);
   if (p.has_z) a.off_zf = alloc(per_row);
-  if (p.delta_softplus) a.off_sig = alloc(per_row);
+  const int skip = bwd_stack_skip(kS);
+  if (skip > 1) a.off_odd = alloc(T / bwd_substeps(kS) / skip * (skip - 1) * kS * a.nt);
   // Variable B/C: one row per step; time-invariant B/C: one row per channel.
   a.off_B = alloc((p.variable_B ? T : a.rows) * a.sb);
   a.off_C = alloc((p.variable_C ? T : a.rows) * a.sb);
