@@ -150,6 +150,9 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
   constexpr int V = kVec<in_t>;  // elements per 16-byte chunk
   constexpr int es = static_cast<int>(sizeof(in_t));
 
+  // Copies held per thread (see held_src); none with 2 states per thread, whose 64 registers
+  // it made spill.
+  constexpr int kHeldCopies = kS == 2 ? 0 : 4;
   const int tid = threadIdx.x;
   const int R = lay.R, T = lay.T, rows = lay.rows, nt = lay.nt, sb = lay.sb, Rp = lay.Rp;
   const int cpr = lay.cpr, log2cpr = lay.log2cpr, log2rows = lay.log2rows;
@@ -199,6 +202,12 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
     const in_t* const Bg = varB ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride + g * p.B_group_stride : nullptr;
     const in_t* const Cg = varC ? static_cast<const in_t*>(p.C) + b * p.C_batch_stride + g * p.C_group_stride : nullptr;
 
+    // This thread's first kHeldCopies copies of every tile (the same rows and chunks in each),
+    // looked up in the copy table once per row block: source advanced to its chunk (null: none)
+    // and destination offset.
+    const in_t* held_src[kHeldCopies > 0 ? kHeldCopies : 1];
+    int held_dst[kHeldCopies > 0 ? kHeldCopies : 1];
+
     // Starts the copies of the raw inputs of steps [l0, l0 + T) into raw buffer `buf`: 16-byte
     // chunks, consecutive threads along a row (coalesced), each row's source and destination read
     // from the block's copy table (sSrc, sDst; null source: a row past the group).
@@ -207,7 +216,10 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
       const int row_items = n_row_arrays * rows;
       const int total = (row_items + nB + nC) << log2cpr;
       if (l0 + T <= L && args.vec_in && args.vec_bc) {  // the common case: whole 16-byte chunks
-        for (int e = tid; e < total; e += nt) {
+#pragma unroll
+        for (int k = 0; k < kHeldCopies; ++k)
+          if (held_src[k] != nullptr) cp_async16(raw + held_dst[k], held_src[k] + l0);
+        for (int e = tid + kHeldCopies * nt; e < total; e += nt) {
           const int c = e & (cpr - 1), idx = e >> log2cpr;
           const in_t* const src = sSrc[idx];
           if (src != nullptr) cp_async16(raw + sDst[idx] + c * 16, src + l0 + c * V);
@@ -385,6 +397,16 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
         if (varC) sC[e] = 0.f;
       }
     __syncthreads();
+    {  // this thread's held copies (see held_src)
+      const int total = (n_row_arrays * rows + nB + nC) << log2cpr;
+#pragma unroll
+      for (int k = 0; k < kHeldCopies; ++k) {
+        const int e = tid + k * nt, c = e & (cpr - 1), idx = e >> log2cpr;
+        const in_t* const src = e < total ? sSrc[idx] : nullptr;
+        held_src[k] = src != nullptr ? src + c * V : nullptr;
+        held_dst[k] = e < total ? sDst[idx] + c * 16 : 0;
+      }
+    }
     stage(t_begin * T, 0);
     for (int r = tid; r < rows; r += nt) {
       const bool ok = r < rows_valid;
