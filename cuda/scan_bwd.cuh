@@ -591,37 +591,69 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                 store_row_states<kS>(sEx + (jj * 2 + 1) * lay.ps + row * npad, slice, R, dCv);
               }
 
-              row_allreduce<2 * kX>(sums, R);
-              __syncwarp();
-              // The R lanes of the row share the group's steps: lane `slice` forms steps slice,
-              // slice + R, ... (each lane has every step's sums; a step's sums are selected, not
-              // indexed, so that they stay in registers).
-              for (int jj = slice; jj < kX; jj += R) {
-                float sgB = sums[0], sgh = sums[kX];
-#pragma unroll
-                for (int q = 1; q < kX; ++q) {
-                  sgB = jj == q ? sums[q] : sgB;
-                  sgh = jj == q ? sums[kX + q] : sgh;
-                }
+              // Lane formation of step jj of the group from the row's totals sgB, sgh: d delta and
+              // du over dt and u (every lane of the row has read them by then: __syncwarp orders
+              // those reads before the writes).
+              auto form_step = [&](int jj, float sgB, float sgh) {
                 const int l = k * U + j0 + jj;
-                if (l < Tv) {
-                  const int kk = l * rp + row;
-                  const float dt = sDt[kk], u = sU[kk], dy = sDy[kk];
-                  float sgha;
-                  if constexpr (kScalarA) {
-                    sgha = sgh;
-                    dAs = fmaf(sgha, dt, dAs);
-                    sgha *= As;
-                  } else {
-                    sgha = sgh * kLn2;
+                if (l >= Tv) return;
+                const int kk = l * rp + row;
+                const float dt = sDt[kk], u = sU[kk], dy = sDy[kk];
+                float sgha;
+                if constexpr (kScalarA) {
+                  sgha = sgh;
+                  dAs = fmaf(sgha, dt, dAs);
+                  sgha *= As;
+                } else {
+                  sgha = sgh * kLn2;
+                }
+                const float ddt = fmaf(u, sgB, sgha);
+                const float du = fmaf(dt, sgB, sRowD[row] * dy);
+                dD_acc = fmaf(dy, u, dD_acc);
+                const float dd = has_sig ? ddt * sigmoid_from_softplus(dt) : ddt;
+                ddb_acc += dd;
+                sDt[kk] = dd;
+                sU[kk] = du;
+              };
+              if (kS == 4 && R == kX) {
+                // One step per lane (N = 16 with 4 states per thread): a transposing reduction,
+                // each butterfly level sending the half of the sums its partner keeps, leaves lane
+                // `slice` the row's totals of step `slice` alone, in 6 shuffles instead of 16.
+                // (Only there: in the 2-state kernel the code alone, never run, made it spill.)
+                static_assert(kX == 4, "two levels: lanes slice ^ 2, then slice ^ 1");
+                const bool hi2 = (slice & 2) != 0, hi1 = (slice & 1) != 0;
+                float pair[4];  // steps (hi2 ? 2 : 0) + m, m < 2: sgB at [m], sgh at [2 + m]
+#pragma unroll
+                for (int m = 0; m < 2; ++m)
+#pragma unroll
+                  for (int h = 0; h < 2; ++h) {
+                    const float lo = sums[h * kX + m], up = sums[h * kX + 2 + m];
+                    const float sent = __shfl_xor_sync(kFullMask, hi2 ? lo : up, 2);
+                    pair[2 * h + m] = (hi2 ? up : lo) + sent;
                   }
-                  const float ddt = fmaf(u, sgB, sgha);
-                  const float du = fmaf(dt, sgB, sRowD[row] * dy);
-                  dD_acc = fmaf(dy, u, dD_acc);
-                  const float dd = has_sig ? ddt * sigmoid_from_softplus(dt) : ddt;
-                  ddb_acc += dd;
-                  sDt[kk] = dd;
-                  sU[kk] = du;
+                float tot[2];  // step slice: sgB, sgh
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                  const float lo = pair[2 * h], up = pair[2 * h + 1];
+                  const float sent = __shfl_xor_sync(kFullMask, hi1 ? lo : up, 1);
+                  tot[h] = (hi1 ? up : lo) + sent;
+                }
+                __syncwarp();
+                form_step(slice, tot[0], tot[1]);
+              } else {
+                row_allreduce<2 * kX>(sums, R);
+                __syncwarp();
+                // The R lanes of the row share the group's steps: lane `slice` forms steps
+                // slice, slice + R, ... (each lane has every step's sums; a step's sums are
+                // selected, not indexed, so that they stay in registers).
+                for (int jj = slice; jj < kX; jj += R) {
+                  float sgB = sums[0], sgh = sums[kX];
+#pragma unroll
+                  for (int q = 1; q < kX; ++q) {
+                    sgB = jj == q ? sums[q] : sgB;
+                    sgh = jj == q ? sums[kX + q] : sgh;
+                  }
+                  form_step(jj, sgB, sgh);
                 }
               }
               __syncthreads();  // the group's dB / dC are in the exchange
