@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
             if constexpr (sizeof(in_t) == 2) {
               // 16-bit storage: the span's four loads are all issued before any is converted, so
               // that the thread waits for them together, not one after another. That cut the
-              // backward by 2-10 % on an H100; float32 spans (16 bytes each), held together,
+              // backward by 0.5-11 % on an H100; float32 spans (16 bytes each), held together,
               // made it spill and run 2-7 % slower (bench/results/h100_extra/bwd_staging_ab.log).
               SpanBits<in_t, V> q[4];
               q[0] = load_span_bits<in_t, V>(input_row(1, dd), gl, L, args.vec_in);
