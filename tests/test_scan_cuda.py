@@ -200,6 +200,26 @@ def test_float32_forward_on_a_nearly_full_wave(batch):
     assert rel_err(out, ref) < 1e-5
 
 
+@pytest.mark.parametrize("scalar_A", [False, True])
+def test_softplus_of_very_negative_delta(scalar_A):
+    """delta + bias from -9 to 1 under softplus: steps dt from about 1e-4 to 1.3. The backward
+    forms sigmoid(delta + bias) from dt, by a series below dt = 1/16 (delta + bias below about
+    -2.7); d delta there, and everywhere, against the float64 reference."""
+    case = ScanCase(dim=40, L=200, N=16, scalar_A=scalar_A, delta_bias=False)
+    kw = make_inputs(case, torch.float32, seed=17)
+    g = torch.Generator().manual_seed(18)
+    kw["delta"] = torch.rand(kw["delta"].shape, generator=g) * 10.0 - 9.0
+    outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw))
+    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw))
+    for o, r in zip(outs, ref_outs):
+        assert rel_err(o, r) < 1e-5
+    for k in grads:
+        assert rel_err(grads[k], ref_grads[k]) < 1e-4, k
+    small = kw["delta"] < -2.8  # the series' range
+    assert small.float().mean() > 0.5
+    assert rel_err(grads["delta"].cpu()[small], ref_grads["delta"][small]) < 1e-4
+
+
 def test_large_batch_times_dim():
     """131072 rows: 4096 blocks in the forward and backward grids."""
     case = ScanCase(batch=128, dim=1024, L=3, N=16, initial_state=True, last_state=True)
