@@ -24,6 +24,17 @@ def as_float64(kw):
     return {k: (v.double().cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
 
 
+def assert_like_float64(outs, grads, kw, out_tol=1e-5, grad_tol=1e-4):
+    """outs and grads (of run_with_grads) within out_tol / grad_tol, relative, of the float64
+    reference on the inputs kw; returns the reference's gradients."""
+    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw))
+    for o, r in zip(outs, ref_outs):
+        assert rel_err(o, r) < out_tol
+    for k in grads:
+        assert rel_err(grads[k], ref_grads[k]) < grad_tol, k
+    return ref_grads
+
+
 def test_cuda_backend_is_compiled():
     assert s6kit._C.cuda_compiled(), "a GPU is present but s6kit was built without its CUDA backend"
 
@@ -130,11 +141,7 @@ TWO_STATE_CASES = [
 def test_backward_with_two_states_per_thread(case):
     kw32 = make_inputs(case, torch.float32, seed=19)
     outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw32))
-    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw32))
-    for o, r in zip(outs, ref_outs):
-        assert rel_err(o, r) < 1e-5
-    for k in grads:
-        assert rel_err(grads[k], ref_grads[k]) < 1e-4, k
+    assert_like_float64(outs, grads, kw32)
     kw16 = make_inputs(case, torch.bfloat16, seed=19)
     outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw16))
     cpu_outs, cpu_grads = run_with_grads(s6kit.selective_scan_fn, kw16)
@@ -169,11 +176,7 @@ def test_non_contiguous_inputs():
     assert not strided["u"].is_contiguous() and strided["u"].stride(-1) == 1
     assert not strided["B"].is_contiguous() and strided["B"].stride(-1) == 1
     outs, grads = run_with_grads(s6kit.selective_scan_fn, strided)
-    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw))
-    for o, r in zip(outs, ref_outs):
-        assert rel_err(o, r) < 1e-5
-    for k in grads:
-        assert rel_err(grads[k], ref_grads[k]) < 1e-4, k
+    assert_like_float64(outs, grads, kw)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -210,11 +213,7 @@ def test_softplus_of_very_negative_delta(scalar_A):
     g = torch.Generator().manual_seed(18)
     kw["delta"] = torch.rand(kw["delta"].shape, generator=g) * 10.0 - 9.0
     outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw))
-    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw))
-    for o, r in zip(outs, ref_outs):
-        assert rel_err(o, r) < 1e-5
-    for k in grads:
-        assert rel_err(grads[k], ref_grads[k]) < 1e-4, k
+    ref_grads = assert_like_float64(outs, grads, kw)
     small = kw["delta"] < -2.8  # the series' range
     assert small.float().mean() > 0.5
     assert rel_err(grads["delta"].cpu()[small], ref_grads["delta"][small]) < 1e-4
@@ -225,11 +224,7 @@ def test_large_batch_times_dim():
     case = ScanCase(batch=128, dim=1024, L=3, N=16, initial_state=True, last_state=True)
     kw32 = make_inputs(case, torch.float32, seed=13)
     outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw32))
-    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw32))
-    for o, r in zip(outs, ref_outs):
-        assert rel_err(o, r) < 1e-5
-    for k in grads:
-        assert rel_err(grads[k], ref_grads[k]) < 1e-4, k
+    assert_like_float64(outs, grads, kw32)
 
 
 @pytest.mark.parametrize("scalar_A,bc,dim", [(False, "variable", 5), (True, "variable", 5),
@@ -249,11 +244,7 @@ def test_split_along_L(scalar_A, bc, dim):
     kw32 = make_inputs(case, torch.float32, seed=17)
     kw32["A"] = kw32["A"] * 3e-3
     outs, grads = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw32))
-    ref_outs, ref_grads = run_with_grads(s6kit.selective_scan_ref, as_float64(kw32))
-    for o, r in zip(outs, ref_outs):
-        assert rel_err(o, r) < 1e-3
-    for k in grads:
-        assert rel_err(grads[k], ref_grads[k]) < 1e-3, k
+    assert_like_float64(outs, grads, kw32, 1e-3, 1e-3)
     outs2, grads2 = run_with_grads(s6kit.selective_scan_fn, on_cuda(kw32))
     assert all(torch.equal(a, b) for a, b in zip(outs, outs2))
     assert all(torch.equal(grads[k], grads2[k]) for k in grads)
