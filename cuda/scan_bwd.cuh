@@ -90,6 +90,10 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
   constexpr int kSkip = bwd_stack_skip(kS);
   constexpr int NST = kMaxSub / kSkip;
   constexpr int kX = kExchangeSteps;
+  // The transposing lane reduction of the reverse sweep (below) only for rows of exactly kX lanes:
+  // the 4-state gradient kernel without quads (N = 16; N = 32 takes the plain one), whose code
+  // spilled more with the general form beside it.
+  constexpr bool kQuadLanes = kS == 4 && !kQuads && !kAdjoints;
   static_assert(U % kX == 0, "an exchange group must not straddle sub-chunks");
   static_assert(!kQuads || (kS >= 4 && !kAdjoints), "quads: 4 or 8 states, the gradient pass");
 
@@ -615,11 +619,12 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                 sDt[kk] = dd;
                 sU[kk] = du;
               };
-              if (kS == 4 && R == kX) {
-                // One step per lane (N = 16 with 4 states per thread): a transposing reduction,
-                // each butterfly level sending the half of the sums its partner keeps, leaves lane
-                // `slice` the row's totals of step `slice` alone, in 6 shuffles instead of 16.
-                // (Only there: in the 2-state kernel the code alone, never run, made it spill.)
+              if (kQuadLanes ? R == kX : R >= kX) {
+                // A row of at least kX lanes (N >= 16 with 4 states per thread, N >= 8 with 2): a
+                // transposing reduction. Each of the two lowest butterfly levels sends the half of
+                // the sums its partner keeps, which leaves lane `slice` the totals of step
+                // slice % kX over its quad of lanes; the levels above add the quads' totals.
+                // 6 shuffles at R = 4, 8 at R = 8, 10 at R = 16, against 16, 24 and 32.
                 static_assert(kX == 4, "two levels: lanes slice ^ 2, then slice ^ 1");
                 const bool hi2 = (slice & 2) != 0, hi1 = (slice & 1) != 0;
                 float pair[4];  // steps (hi2 ? 2 : 0) + m, m < 2: sgB at [m], sgh at [2 + m]
@@ -631,15 +636,21 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                     const float sent = __shfl_xor_sync(kFullMask, hi2 ? lo : up, 2);
                     pair[2 * h + m] = (hi2 ? up : lo) + sent;
                   }
-                float tot[2];  // step slice: sgB, sgh
+                float tot[2];  // step slice % kX: sgB, sgh
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                   const float lo = pair[2 * h], up = pair[2 * h + 1];
                   const float sent = __shfl_xor_sync(kFullMask, hi1 ? lo : up, 1);
                   tot[h] = (hi1 ? up : lo) + sent;
                 }
+                if constexpr (!kQuadLanes) {
+                  for (int off = kX; off < R; off <<= 1) {
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) tot[h] += __shfl_xor_sync(kFullMask, tot[h], off);
+                  }
+                }
                 __syncwarp();
-                form_step(slice, tot[0], tot[1]);
+                if (kQuadLanes || slice < kX) form_step(slice, tot[0], tot[1]);
               } else {
                 row_allreduce<2 * kX>(sums, R);
                 __syncwarp();
