@@ -108,7 +108,13 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
 
       auto load_v = [&](const Ctx& c, float (&v)[2][kE]) {
         float graw[kE];
-        load_run<T, kE>(grow, gl, c.s, L, graw);
+        if (gl == 0) {  // a broadcast gradient (of a sum or a mean): one value per row
+          const float g0 = to_f(grow[0]);
+#pragma unroll
+          for (int j = 0; j < kE; ++j) graw[j] = j < c.n ? g0 : 0.f;
+        } else {
+          load_run<T, kE>(grow, gl, c.s, L, graw);
+        }
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
           v[0][j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
@@ -128,15 +134,19 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
         }
         float q[kE], cc[kE];
         score_terms(c, v, ts, q, cc);
+        // The four loads first: the compiler cannot tell the four sums apart (`as` is not known
+        // to be non-zero), so load-add-store in turn waited out each load's latency.
+        float4 t[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) t[k] = acc[k * as];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
           const float* add = (k < 2 ? q : cc) + 4 * (k & 1);
-          float4 t = acc[k * as];
-          t.x += add[0];
-          t.y += add[1];
-          t.z += add[2];
-          t.w += add[3];
-          acc[k * as] = t;
+          t[k].x += add[0];
+          t[k].y += add[1];
+          t[k].z += add[2];
+          t[k].w += add[3];
+          acc[k * as] = t[k];
         }
       };
       scan_row<2, true>(c, sh, load_v, emit);
