@@ -342,7 +342,7 @@ __global__ void __launch_bounds__(kMaxThreads) unpermute_kernel(const Args a) {
       for (int s = threadIdx.x * kE; s < L; s += blockDim.x * kE) {
         float val[kE];
         if (a.hard)
-          load_run<T, kE>(g, a.gl, s, L, val);
+          load_grad_run<T, kE>(g, a.gl, s, L, val);
         else
           load_run<float, kE>(dy, 1, s, L, val);
         int to[kE];

@@ -324,6 +324,20 @@ __device__ __forceinline__ void load_run(const T* row, int64_t stride, int s, in
   }
 }
 
+// load_run for rows of the output gradient, which may be a broadcast row (stride 0: the gradient
+// of a sum or a mean): then one load.
+template <typename T, int E>
+__device__ __forceinline__ void load_grad_run(const T* row, int64_t stride, int s, int L,
+                                              float (&v)[E]) {
+  if (stride == 0) {
+    const float v0 = to_f(*row);
+#pragma unroll
+    for (int j = 0; j < E; ++j) v[j] = s + j < L ? v0 : 0.f;
+  } else {
+    load_run<T, E>(row, stride, s, L, v);
+  }
+}
+
 // idx[j] = p[s + j] for s + j < L, `none` past the end; 16-byte loads when possible.
 template <int E>
 __device__ __forceinline__ void load_indices(const int* p, int s, int L, int none, int (&idx)[E]) {

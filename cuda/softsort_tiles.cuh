@@ -94,7 +94,7 @@ struct TileRows {
     if (pipe.g)
       load_run<T, kE>(stage + n, 1, c.s - k0, n, out);
     else
-      load_run<T, kE>(g + r * gd, gl, c.s - k0, n, out);
+      load_grad_run<T, kE>(g + r * gd, gl, c.s - k0, n, out);
   }
 };
 
