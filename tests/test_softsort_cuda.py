@@ -228,25 +228,28 @@ def test_cpu_and_cuda_agree_in_float32():
         _check(gpu, cpu, 1e-4, fn.__name__)
 
 
-@pytest.mark.parametrize("L,dtype,rtol", [(3000, torch.float32, F32), (1001, torch.float32, F32),
-                                          (37, torch.bfloat16, 3e-2)])
-def test_gradient_of_a_sum(L, dtype, rtol):
-    """out.sum() hands the backward a broadcast gradient (stride 0), as the benchmark does: the
-    sweep of rows of one tile reads one value per row. Rows of 1001 and 37 positions end inside
-    a thread's positions, which must see a zero gradient past the row's end."""
+@pytest.mark.parametrize("L,dtype,rtol,kw", [
+    (3000, torch.float32, F32, {}), (1001, torch.float32, F32, {}), (37, torch.bfloat16, 3e-2, {}),
+    (5000, torch.float32, F32, {}), (300, torch.float32, F32, dict(p=2.0, hard=True))])
+def test_gradient_of_a_sum(L, dtype, rtol, kw):
+    """out.sum() hands the backward a broadcast gradient (stride 0), as the benchmark does, which
+    the kernels read as one value per row: the sweep of rows of one tile (rows of 1001 and 37
+    positions end inside a thread's positions, which must see a zero gradient past the row's
+    end), the tile kernels of longer rows (5000), and the unpermute of the hard mode (p = 2)."""
     x, s, _ = token_inputs(2, 16, L, "random", seed=16)
     # Exact scores for score_and_permute (see exact_score_inputs): float32 on the GPU and float64
     # here sort the same keys.
     xw, w = exact_score_inputs(2, 16, L, torch.Generator().manual_seed(16), w_scale=0.3)
     for fn, xin, other in ((s6kit.soft_permute, x, s), (s6kit.score_and_permute, xw, w)):
         xin = xin.to(dtype).double()  # the tokens as stored
+        other = other.float().double()  # scores (and w) exact in float32: the same keys sorted
         xc = xin.to(DEV, dtype).requires_grad_(True)
         oc = other.to(DEV, torch.float32).requires_grad_(True)
-        got = torch.autograd.grad(fn(xc, oc).sum(), (xc, oc))
+        got = torch.autograd.grad(fn(xc, oc, **kw).sum(), (xc, oc))
         xr, orr = xin.clone().requires_grad_(True), other.clone().requires_grad_(True)
-        expected = torch.autograd.grad(fn(xr, orr).sum(), (xr, orr))
+        expected = torch.autograd.grad(fn(xr, orr, **kw).sum(), (xr, orr))
         for name, a, e in zip(("dx", "dother"), got, expected):
-            assert_close(a, e, rtol, f"{fn.__name__} {name} {L} {dtype}")
+            assert_close(a, e, rtol, f"{fn.__name__} {name} {L} {dtype} {kw}")
 
 
 # ---- memory -------------------------------------------------------------------------------------
