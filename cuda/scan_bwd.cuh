@@ -620,10 +620,11 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                 sU[kk] = du;
               };
               if (kQuadLanes ? R == kX : R >= kX) {
-                // A row of at least kX lanes (N >= 16 with 4 states per thread, N >= 8 with 2): a
-                // transposing reduction. Each of the two lowest butterfly levels sends the half of
-                // the sums its partner keeps, which leaves lane `slice` the totals of step
-                // slice % kX over its quad of lanes; the levels above add the quads' totals.
+                // A row of kX lanes or more (N >= 8 with 2 states per thread, N >= 64 with 4 and
+                // quads; N = 16 alone in the 4-state kernel without them): a transposing
+                // reduction. Each of the two lowest butterfly levels sends the half of the sums its
+                // partner keeps, which leaves lane `slice` the totals of step slice % kX over its
+                // quad of lanes; the levels above add the quads' totals.
                 // 6 shuffles at R = 4, 8 at R = 8, 10 at R = 16, against 16, 24 and 32.
                 static_assert(kX == 4, "two levels: lanes slice ^ 2, then slice ^ 1");
                 const bool hi2 = (slice & 2) != 0, hi1 = (slice & 1) != 0;
