@@ -8,10 +8,10 @@ Rows of one tile (L = 37, rows that are not whole 16-byte chunks, and L = 300) a
 (L = 5000, the tile kernels), p = 1 and p = 2, hard and soft, bfloat16 and float32, a full and a
 broadcast output gradient; soft_permute at L = 65536 (rows staged one at a time); and
 score_and_permute on 200 and 128 channels (L = 300 and 5000), so that a block pipelines several
-channel rows. --few runs a case per kernel family instead
-(racecheck is slow): score_and_permute with p = 1 on rows of one tile (float32; soft, and hard
-with L = 37) and of several (bfloat16), with p = 2 (bfloat16), and soft_permute with p = 1 on rows
-of one tile (float32) and, hard, of several (bfloat16); and the two cases of many channels.
+channel rows. --few runs a case per kernel family instead (racecheck is slow): score_and_permute
+with p = 1 on rows of one tile (float32; soft, and hard with L = 37) and of several (bfloat16),
+with p = 2 (bfloat16), and soft_permute with p = 1 on rows of one tile (float32) and, hard, of
+several (bfloat16); and the two cases of many channels.
 """
 import sys
 
