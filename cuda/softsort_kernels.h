@@ -43,6 +43,7 @@ struct Args {
   bool g_smem = false;   // backward: the g rows staged with the x rows
   int acc_smem = 0;      // backward sweep: bytes of its sums of q and c, before the staged rows
   int dx_chunk = 0;      // unpermute: dx positions assembled in shared memory at a time
+  int finish_rows = 1;   // finish_dx: rows of a block
 
   const void* x = nullptr;  int64_t xb = 0, xd = 0;
   const float* t = nullptr;        // sorted scores (B, L)
@@ -110,11 +111,15 @@ void launch_reduce_qc(const Args& a, cudaStream_t s);          // part -> qc
 void launch_reduce_dw(const Args& a, cudaStream_t s);          // dw_part -> dw
 // p = 1 (rows of one tile, or dy_in_dx): dx from sorted order into token order through inv_perm,
 // and with w the score term dx += ds w and dw_part, from the scores' gradient ds (token order, in
-// dk). One block of finish_dx_threads(L) threads per row, the row in shared memory.
+// dk). One block of finish_dx_threads(L) threads per finish_dx_rows rows of a batch element (the
+// rows in shared memory).
 constexpr int kFinishThreads = 1024;
 int finish_dx_threads(int L);
+// Rows of a block (a.finish_rows): 8 where they take at most 8 KB of shared memory (short rows,
+// whose blocks are small), 4 where they take at most 32 KB, else 1.
+int finish_dx_rows(const Args& a);
 size_t finish_dx_smem_bytes(const Args& a);
-const void* finish_dx_kernel_handle(DType dtype, bool with_w);
+const void* finish_dx_kernel_handle(const Args& a, bool with_w);  // for a.finish_rows
 void launch_narrow_perm(const Args& a, cudaStream_t s);        // perm -> perm32 and / or inv_perm
 void launch_scores(const void* x, int64_t xb, int64_t xd, const float* w, float* scores, int B,
                    int D, int L, DType dtype, cudaStream_t s);
@@ -150,6 +155,10 @@ void launch_unpermute(const Args& a, cudaStream_t s);          // dx (+ dk w, dw
 
 // Launches `kernel` (a kernel taking one Args, as a *_kernel_handle returns it); the launchers of
 // kernels with one instance per dtype (and flag) go through it instead of switching again.
+// Raises `kernel`'s limit of dynamic shared memory on the current device to `dyn` where it is
+// lower (cached per device and kernel).
+void raise_smem_limit(const void* kernel, size_t dyn);
+
 inline void launch_handle(const void* kernel, dim3 grid, int threads, size_t smem, const Args& a,
                           cudaStream_t s, const char* what) {
   Args arg = a;

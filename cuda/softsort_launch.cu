@@ -23,15 +23,6 @@ int band_channel_tiles(int D);
 
 namespace {
 
-constexpr size_t kSmemBudget = 200 * 1024;
-
-// Launch facts of the current device, queried once per device / kernel / shape and cached: a
-// launch then costs no driver queries beyond the launch itself.
-struct KernelFacts {
-  int sms = 1;           // multiprocessors
-  size_t smem_limit = 0;  // dynamic shared memory a block may use, after the kernel's static part
-};
-
 int current_device() {
   int dev = 0;
   cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
@@ -42,6 +33,15 @@ std::mutex& cache_mutex() {
   static std::mutex m;
   return m;
 }
+
+constexpr size_t kSmemBudget = 200 * 1024;
+
+// Launch facts of the current device, queried once per device / kernel / shape and cached: a
+// launch then costs no driver queries beyond the launch itself.
+struct KernelFacts {
+  int sms = 1;           // multiprocessors
+  size_t smem_limit = 0;  // dynamic shared memory a block may use, after the kernel's static part
+};
 
 KernelFacts kernel_facts(const void* kernel) {
   static std::map<std::pair<int, const void*>, KernelFacts> cache;
@@ -67,16 +67,10 @@ KernelFacts kernel_facts(const void* kernel) {
 // Blocks of `kernel` per multiprocessor with `threads` threads and `dyn` bytes of dynamic shared
 // memory; raises the kernel's dynamic shared memory limit to `dyn` first when needed.
 int blocks_per_sm(const void* kernel, int threads, size_t dyn) {
-  static std::map<std::pair<int, const void*>, size_t> dyn_set;
+  raise_smem_limit(kernel, dyn);
   static std::map<std::tuple<int, const void*, int, size_t>, int> occupancy;
   const int dev = current_device();
   std::lock_guard<std::mutex> lock(cache_mutex());
-  size_t& granted = dyn_set[{dev, kernel}];
-  if (dyn > granted) {
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
-          "cudaFuncSetAttribute");
-    granted = dyn;
-  }
   auto key = std::make_tuple(dev, kernel, threads, dyn);
   auto it = occupancy.find(key);
   if (it != occupancy.end()) return it->second;
@@ -129,7 +123,7 @@ bool several_tiles(int64_t L) { return L > int64_t(kMaxThreads) * kE; }
 
 // Whether finish_dx can hold a row of `a` in shared memory.
 bool finish_dx_fits(const Args& a, bool with_w) {
-  const void* kernel = finish_dx_kernel_handle(a.dtype, with_w);
+  const void* kernel = finish_dx_kernel_handle(a, with_w);
   return finish_dx_smem_bytes(a) <= kernel_facts(kernel).smem_limit;
 }
 
@@ -251,18 +245,31 @@ BwdPlan plan_bwd(const SoftSortBwdParams& p, void* ws) {
 
 void sync_check(const char* what) { cuda_check(cudaGetLastError(), what); }
 
-// finish_dx (softsort_aux.cu) on a (D, B) grid, a block per row, the row in dynamic shared memory
-// (its limit raised first where the row needs it; cached per device).
-void launch_finish_dx(const Args& a, bool with_w, cudaStream_t s) {
-  const void* kernel = finish_dx_kernel_handle(a.dtype, with_w);
+// finish_dx (softsort_aux.cu) on a (ceil(D / rows), B) grid, a block per `rows` rows, the rows in
+// dynamic shared memory (its limit raised first where they need it; cached per device).
+void launch_finish_dx(Args a, bool with_w, cudaStream_t s) {
+  a.finish_rows = finish_dx_rows(a);
+  const void* kernel = finish_dx_kernel_handle(a, with_w);
   const int threads = finish_dx_threads(a.L);
   const size_t smem = finish_dx_smem_bytes(a);
   blocks_per_sm(kernel, threads, smem);
-  const dim3 grid(unsigned(a.D), unsigned(a.B));  // a block per row (b, d)
+  const dim3 grid(unsigned((a.D + a.finish_rows - 1) / a.finish_rows), unsigned(a.B));
   launch_handle(kernel, grid, threads, smem, a, s, "finish_dx launch");
 }
 
 }  // namespace
+
+void raise_smem_limit(const void* kernel, size_t dyn) {
+  static std::map<std::pair<int, const void*>, size_t> granted;
+  const int dev = current_device();
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  size_t& g = granted[{dev, kernel}];
+  if (dyn > g) {
+    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)),
+               "cudaFuncSetAttribute");
+    g = dyn;
+  }
+}
 
 void configure_tiles(Args& a, bool bwd) {
   // Tiles of kTileThreads = 128 threads x kE positions: forward + backward of score_and_permute

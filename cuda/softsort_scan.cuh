@@ -11,7 +11,12 @@ namespace s6kit::cuda_softsort {
 
 // ---- forward ----------------------------------------------------------------------------------
 
-template <typename T>
+constexpr int kGatherBatch = 4;  // runs of a thread whose indices the gather loads together
+
+// kHard: the gather out_i = x[perm_i] (the hard mode's forward, and the sorted tokens of the
+// kernels over them), an instance of its own: its batched index loads in the soft forward's
+// instance took registers from it (117 -> 127) and made it 5 % slower.
+template <typename T, bool kHard>
 __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   extern __shared__ __align__(16) unsigned char dyn[];
   __shared__ Shared<1> sh;
@@ -25,9 +30,9 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
 
   // Single tiles (rows of several tiles go through softsort_tiles.cuh): 1 / Z computed here.
   RowPipe<T> pipe(dyn, a.stages, L, cr.rows(), x, a.xd);
-  pipe.lean = !a.hard;  // a row is read before the scan's barrier (the gather has none)
+  pipe.lean = !kHard;  // a row is read before the scan's barrier (the gather has none)
   Ctx c;
-  if (!a.hard) {
+  if constexpr (!kHard) {
     load_ctx<false>(c, env, 0, sh.tile);
     normalize_in_block(c, sh);
   }
@@ -35,41 +40,58 @@ __global__ void __launch_bounds__(kMaxThreads) fwd_kernel(const Args a) {
   for (int r = 0; r < cr.rows(); ++r) {
     T* orow = out + int64_t(r) * L;
     pipe.with_row(r, [&](const T* src) {
-      if (a.hard) {  // out_i = x[perm_i]
+      if constexpr (kHard) {  // out_i = x[perm_i]
+        // The indices of kGatherBatch runs are loaded together: a long row's indices come from
+        // L2, and with one run at a time a warp waited out each load (bf16 gathers at
+        // (2, 65536, 1536) 0.836 -> 0.695 ms and at (4, 16384, 1536) 0.356 -> 0.322 ms, H100).
         const int* perm = a.perm32 + int64_t(b) * L;
-        for (int s = threadIdx.x * kE; s < L; s += a.tile) {
-          int from[kE];
-          load_indices<kE>(perm, s, L, 0, from);
-          float o[kE];
+        for (int s0 = threadIdx.x * kE; s0 < L; s0 += kGatherBatch * a.tile) {
+          int from[kGatherBatch][kE];
 #pragma unroll
-          for (int j = 0; j < kE; ++j) o[j] = to_f(src[from[j]]);
-          store_run<T, kE>(orow, s, L, o);
-        }
-        return;
-      }
-      scan_row<1, false>(
-          c, sh,
-          [&](const Ctx& c, float (&v)[1][kE]) {
+          for (int q = 0; q < kGatherBatch; ++q)
+            load_indices<kE>(perm, s0 + q * a.tile, L, 0, from[q]);
 #pragma unroll
-            for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? to_f(src[c.perm[j]]) : 0.f;
-          },
-          [&](const Ctx& c, const float (&)[1][kE], const TileScan<1, false>& ts) {
+          for (int q = 0; q < kGatherBatch; ++q) {
+            const int s = s0 + q * a.tile;
+            if (s >= L) break;
             float o[kE];
 #pragma unroll
-            for (int j = 0; j < kE; ++j) o[j] = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
-            store_run<T, kE>(orow, c.s, L, o);
-          });
+            for (int j = 0; j < kE; ++j) o[j] = to_f(src[from[q][j]]);
+            store_run<T, kE>(orow, s, L, o);
+          }
+        }
+      } else {
+        scan_row<1, false>(
+            c, sh,
+            [&](const Ctx& c, float (&v)[1][kE]) {
+#pragma unroll
+              for (int j = 0; j < kE; ++j) v[0][j] = j < c.n ? to_f(src[c.perm[j]]) : 0.f;
+            },
+            [&](const Ctx& c, const float (&)[1][kE], const TileScan<1, false>& ts) {
+              float o[kE];
+#pragma unroll
+              for (int j = 0; j < kE; ++j) o[j] = (ts.il[0][j] + ts.gx[0][j]) * c.invz[j];
+              store_run<T, kE>(orow, c.s, L, o);
+            });
+      }
     });
   }
 }
 
 // ---- backward sweep ---------------------------------------------------------------------------
 
+// How the sweep reads a row of the output gradient g: from its stage in shared memory (rows along
+// L, staged with the x rows), as one value (a broadcast row, last-dim stride 0: the gradient of a
+// sum or a mean), or from global memory at any stride. A compile-time choice, as is the hard
+// mode: the instance with runtime branches for both spilled 100 bytes (ptxas), the soft ones now
+// spill 60-92.
+enum class GradRows { kStaged, kBroadcast, kStrided };
+
 // Per channel, y = x[perm] and gh = g / Z are scanned: K gh (g itself in the hard mode) is written
 // to dx in sorted order, for finish_dx to put back into token order (softsort_aux.cu), and every
 // block adds the score-gradient terms q_i = gh_i (SR - SL)[y]_i + y_i (SR - SL)[gh]_i and
 // c_i = gh_i out_i over its channels into its slice of `part`.
-template <typename T>
+template <typename T, bool kHard, GradRows kG>
 __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   extern __shared__ __align__(16) unsigned char dyn[];
   __shared__ Shared<2> sh;
@@ -83,8 +105,8 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   const T* g = static_cast<const T*>(a.g) + b * a.gb + cr.d0 * a.gd;
   RowPipe<T> pipe(dyn + a.acc_smem, a.stages, L, cr.rows(),
                   static_cast<const T*>(a.x) + b * a.xb + cr.d0 * a.xd, a.xd,
-                  a.g_smem ? g : nullptr, a.gd);
-  pipe.lean = !a.hard;  // rows are read before the scan's barrier (the hard mode's g after it)
+                  kG == GradRows::kStaged ? g : nullptr, a.gd);
+  pipe.lean = !kHard;  // rows are read before the scan's barrier (the hard mode's g after it)
   float* part = a.part + (int64_t(b) * gridDim.x + blockIdx.x) * 2 * L;
 
   // The thread's sums of q and c over the block's rows, in dynamic shared memory (registers are
@@ -102,23 +124,22 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
   pipe.prologue();
   for (int r = 0; r < cr.rows(); ++r) {
     pipe.with_row(r, [&](const T* xs) {
-      const T* grow = a.g_smem ? xs + L : g + r * a.gd;
-      const int64_t gl = a.g_smem ? 1 : a.gl;
       T* dxrow = dx + int64_t(r) * L;
-
-      auto load_v = [&](const Ctx& c, float (&v)[2][kE]) {
-        float graw[kE];
-        // A broadcast gradient (of a sum or a mean): one value per row, as load_grad_run reads
-        // it. Written out here: through a helper the sweep spilled more (ptxas: 124-140 bytes of
-        // spill stores against 100) and, in the form timed, took 0.278 against 0.249 ms at
-        // (8, 4096, 1536) (h100_extra/softsort_grad_runs_ab.log).
-        if (gl == 0) {
-          const float g0 = to_f(grow[0]);
+      // The row's g at the thread's positions.
+      auto load_g = [&](const Ctx& c, float (&graw)[kE]) {
+        if constexpr (kG == GradRows::kStaged) {
+          load_run<T, kE>(xs + L, 1, c.s, L, graw);
+        } else if constexpr (kG == GradRows::kBroadcast) {
+          const float g0 = to_f(g[r * a.gd]);
 #pragma unroll
           for (int j = 0; j < kE; ++j) graw[j] = j < c.n ? g0 : 0.f;
         } else {
-          load_run<T, kE>(grow, gl, c.s, L, graw);
+          load_run<T, kE>(g + r * a.gd, a.gl, c.s, L, graw);
         }
+      };
+      auto load_v = [&](const Ctx& c, float (&v)[2][kE]) {
+        float graw[kE];
+        load_g(c, graw);
 #pragma unroll
         for (int j = 0; j < kE; ++j) {
           v[0][j] = j < c.n ? to_f(xs[c.perm[j]]) : 0.f;
@@ -128,8 +149,8 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
       auto emit = [&](const Ctx& c, const float (&v)[2][kE], const TileScan<2, true>& ts) {
         {  // first: the scans of gh are dead afterwards (registers)
           float val[kE];
-          if (a.hard) {
-            load_run<T, kE>(grow, gl, c.s, L, val);
+          if constexpr (kHard) {
+            load_g(c, val);
           } else {
 #pragma unroll
             for (int j = 0; j < kE; ++j) val[j] = ts.il[1][j] + ts.gx[1][j];
@@ -175,18 +196,47 @@ __global__ void __launch_bounds__(kMaxThreads) bwd_kernel(const Args a) {
 // Launchers and kernel handles, defined for each storage type T by softsort_scan_<dtype>.cu.
 template <typename T>
 void launch_fwd_t(const Args& a, cudaStream_t s, size_t smem) {
-  fwd_kernel<T><<<dim3(a.groups, a.B), a.threads, smem, s>>>(a);
+  if (a.hard)
+    fwd_kernel<T, true><<<dim3(a.groups, a.B), a.threads, smem, s>>>(a);
+  else
+    fwd_kernel<T, false><<<dim3(a.groups, a.B), a.threads, smem, s>>>(a);
+}
+
+// The sweep's instance for the hard mode and the way g is read.
+template <typename T>
+const void* bwd_kernel_handle_t(bool hard, GradRows m) {
+  auto pick = [&](auto soft, auto straight_through) {
+    return hard ? reinterpret_cast<const void*>(straight_through)
+                : reinterpret_cast<const void*>(soft);
+  };
+  switch (m) {
+    case GradRows::kStaged:
+      return pick(&bwd_kernel<T, false, GradRows::kStaged>,
+                  &bwd_kernel<T, true, GradRows::kStaged>);
+    case GradRows::kBroadcast:
+      return pick(&bwd_kernel<T, false, GradRows::kBroadcast>,
+                  &bwd_kernel<T, true, GradRows::kBroadcast>);
+    default:
+      return pick(&bwd_kernel<T, false, GradRows::kStrided>,
+                  &bwd_kernel<T, true, GradRows::kStrided>);
+  }
 }
 
 template <typename T>
 void launch_bwd_t(const Args& a, cudaStream_t s, size_t smem) {
-  bwd_kernel<T><<<dim3(a.groups, a.B), a.threads, smem, s>>>(a);
+  const GradRows m =
+      a.g_smem ? GradRows::kStaged : a.gl == 0 ? GradRows::kBroadcast : GradRows::kStrided;
+  const void* kernel = bwd_kernel_handle_t<T>(a.hard, m);
+  raise_smem_limit(kernel, smem);
+  launch_handle(kernel, dim3(a.groups, a.B), a.threads, smem, a, s, "backward sweep launch");
 }
 
 template <typename T>
 const void* row_kernel_handle_t(RowKernel kind) {
-  return kind == RowKernel::kBwd ? reinterpret_cast<const void*>(&bwd_kernel<T>)
-                                 : reinterpret_cast<const void*>(&fwd_kernel<T>);
+  // The sweep's instances share their launch facts (registers and static shared memory).
+  if (kind == RowKernel::kBwd) return bwd_kernel_handle_t<T>(false, GradRows::kStaged);
+  return kind == RowKernel::kGather ? reinterpret_cast<const void*>(&fwd_kernel<T, true>)
+                                    : reinterpret_cast<const void*>(&fwd_kernel<T, false>);
 }
 
 }  // namespace s6kit::cuda_softsort
