@@ -155,7 +155,8 @@ def test_score_and_permute_matches_reference(p, hard, descending):
     _check(got, score_and_permute_case(x, w, g, **kw), 2e-4, kw)
 
 
-@pytest.mark.parametrize("batch,dim,L", [(1, 1, 1), (2, 3, 5), (1, 5, 37), (3, 2, 196)])
+@pytest.mark.parametrize("batch,dim,L", [(1, 1, 1), (2, 3, 5), (1, 5, 37), (3, 2, 196),
+                                         (2, 13, 100)])
 @pytest.mark.parametrize("hard", [False, True])
 @pytest.mark.parametrize("dtype,rtol", [(torch.float32, F32), (torch.bfloat16, 3e-2)])
 def test_score_and_permute_edge_shapes_on_strided_tokens(batch, dim, L, hard, dtype, rtol):
@@ -250,6 +251,24 @@ def test_gradient_of_a_sum(L, dtype, rtol, kw):
         expected = torch.autograd.grad(fn(xr, orr, **kw).sum(), (xr, orr))
         for name, a, e in zip(("dx", "dother"), got, expected):
             assert_close(a, e, rtol, f"{fn.__name__} {name} {L} {dtype} {kw}")
+
+
+@pytest.mark.parametrize("L", [300, 5000])
+@pytest.mark.parametrize("hard", [False, True])
+def test_gradient_strided_along_the_sequence(L, hard):
+    """An output gradient whose rows are strided (every other element of a wider tensor) is read
+    from global memory at its stride: by the sweep of rows of one tile (300), in both modes, and
+    by the kernels of longer rows (5000)."""
+    xw, w = exact_score_inputs(2, 9, L, torch.Generator().manual_seed(L), w_scale=0.3)
+    g = torch.randn(2, 9, 2 * L, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    xc = xw.to(DEV, torch.float32).requires_grad_(True)
+    wc = w.to(DEV, torch.float32).requires_grad_(True)
+    out = s6kit.score_and_permute(xc, wc, tau=0.6, hard=hard)
+    gc = g.to(DEV, torch.float32)[..., ::2]
+    assert gc.stride(-1) == 2
+    got = (out, *torch.autograd.grad(out, (xc, wc), gc))
+    expected = score_and_permute_case(xw, w, g[..., ::2].contiguous(), tau=0.6, hard=hard)
+    _check(got, expected, F32, (L, hard))
 
 
 # ---- memory -------------------------------------------------------------------------------------
