@@ -174,8 +174,8 @@ __global__ void __launch_bounds__(kFwdMaxThreads, fwd_min_blocks(kS)) scan_fwd_k
   const int tid = threadIdx.x;
   const int R = lay.R, T = lay.T, rows = lay.rows, nt = lay.nt, sb = lay.sb, Rp = lay.Rp;
   const int cpr = lay.cpr, log2cpr = lay.log2cpr, log2rows = lay.log2rows;
-  const int own = row_major_index(tid, lay.log2R);  // lanes of a row: see row_major_index
-  const int row = own >> lay.log2R, slice = own & (R - 1);
+  const int rm = row_major_index(tid, lay.log2R);  // the lanes of a row: see row_major_index
+  const int row = rm >> lay.log2R, slice = rm & (R - 1);
   const int64_t L = p.seqlen, dim = p.dim;
   const int N = static_cast<int>(p.dstate);
   const bool varB = p.variable_B, varC = p.variable_C;

@@ -4,8 +4,8 @@
 // Work split: a thread owns kS (2, 4 or 8) consecutive states of one row (b, d); the R lanes of
 // a row (R * kS >= N, R a power of two <= 32) are lanes of one warp, in the order of
 // row_major_index (scan_fwd.cuh); a block of nt threads holds rows = nt / R consecutive channels
-// of one (batch, group). The block walks L in
-// tiles of T steps (T divides the checkpoint interval 64). Shared memory:
+// of one (batch, group). The block walks L in tiles of T steps (T divides the checkpoint interval
+// 64). Shared memory:
 //   raw[2]  the inputs of a tile as stored (rows of u, delta, z; states of variable B, C), two
 //           buffers: the next tile's asynchronous copies fly while the block works on this one.
 //           Per-row arrays have a pitch of T * es + 16 bytes (an odd number of 16-byte words:
@@ -102,6 +102,9 @@ inline FwdLayout make_fwd_layout(const ScanParams& p, int kS, int nt, int T) {
   a.nt = std::max(nt, a.R);
   a.rows = a.nt / a.R;
   a.log2rows = ilog2(a.rows);
+  // row_major_index swaps bits 1 and log2 R of the thread index for rows of 4 to 16 lanes: a warp
+  // must hold two rows or more (nt >= 32).
+  assert(a.R < 4 || a.R > 16 || (a.nt >= 32 && a.rows >= 2));
   a.npad = a.R * kS;
   a.log2npad = ilog2(a.npad);
   assert(T % 8 == 0);  // fwd_recurrence runs whole groups of eight steps
