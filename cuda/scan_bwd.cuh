@@ -104,7 +104,11 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
 
   const int tid = threadIdx.x;
   const int R = lay.R, T = lay.T, rp = lay.rp, sb = lay.sb, nt = lay.nt, npad = lay.npad;
-  const int row = tid >> lay.log2R, slice = tid & (R - 1);
+  // The lanes of a row: adjacent, or for scalar A up to N = 16 in the order of row_major_index.
+  const bool row_major = kScalarA && kS <= 4 && lay.npad <= 16;  // kS = 8: R <= 2 there
+  const int rm = row_major ? row_major_index(tid, lay.log2R) : tid;
+  const int row = rm >> lay.log2R, slice = rm & (R - 1);
+  auto lane_xor = [&](int off) { return row_major ? slice_xor(off, lay.log2R) : off; };
   // Sizes and indices are below 2^31 (checked by the launcher); offsets are 64-bit.
   const int L = static_cast<int>(p.seqlen);
   const int64_t dim = p.dim;
@@ -545,7 +549,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
               }
             }
             if (has_z) {
-              row_allreduce<U>(yv, R);
+              row_allreduce<U>(yv, R, lay.log2R, row_major);
               if (slice == 0) {
   #pragma unroll
                 for (int j = 0; j < U; ++j) {
@@ -634,7 +638,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
 #pragma unroll
                   for (int h = 0; h < 2; ++h) {
                     const float lo = sums[h * kX + m], up = sums[h * kX + 2 + m];
-                    const float sent = __shfl_xor_sync(kFullMask, hi2 ? lo : up, 2);
+                    const float sent = __shfl_xor_sync(kFullMask, hi2 ? lo : up, lane_xor(2));
                     pair[2 * h + m] = (hi2 ? up : lo) + sent;
                   }
                 float tot[2];  // step slice % kX: sgB, sgh
@@ -647,13 +651,14 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
                 if constexpr (!kQuadLanes) {
                   for (int off = kX; off < R; off <<= 1) {
 #pragma unroll
-                    for (int h = 0; h < 2; ++h) tot[h] += __shfl_xor_sync(kFullMask, tot[h], off);
+                    for (int h = 0; h < 2; ++h)
+                      tot[h] += __shfl_xor_sync(kFullMask, tot[h], lane_xor(off));
                   }
                 }
                 __syncwarp();
                 if (kQuadLanes || slice < kX) form_step(slice, tot[0], tot[1]);
               } else {
-                row_allreduce<2 * kX>(sums, R);
+                row_allreduce<2 * kX>(sums, R, lay.log2R, row_major);
                 __syncwarp();
                 // The R lanes of the row share the group's steps: lane `slice` forms steps
                 // slice, slice + R, ... (each lane has every step's sums; a step's sums are
@@ -709,7 +714,7 @@ __global__ void __launch_bounds__(kMaxThreads, bwd_min_blocks(kS))
           }
         }
         float lane_sums[3] = {dD_acc, ddb_acc, dAs};  // in a fixed order: deterministic
-        row_allreduce<3>(lane_sums, R);
+        row_allreduce<3>(lane_sums, R, lay.log2R, row_major);
         dD_acc = lane_sums[0];
         ddb_acc = lane_sums[1];
         dAs = lane_sums[2];

@@ -417,16 +417,42 @@ __device__ __forceinline__ void raw16_to_float(const unsigned char* p, float (&v
   for (int k = 0; k < kVec<in_t>; ++k) v[k] = to_float(e[k]);
 }
 
-// Sums each of v[0..K) over the R lanes of a row (adjacent lanes, R a power of two <= 32).
-// Every lane of the row ends with the same sums: IEEE addition is commutative, so both
-// partners of each butterfly step compute the identical value.
+// The lanes of a row, where a kernel orders them for shared memory's paired reads (the forward;
+// the backward for scalar A). A thread's place in the row-major order of (row, slice),
+// row * R + slice, is its index with bits 1 and log2 R swapped where a row has 4, 8 or 16 lanes (a
+// warp then holds two rows or more): lanes n and n ^ 1 are two slices of one row, lanes n and
+// n ^ 2 one slice of two rows. Shared memory returns a warp's read at twice the width (a 16-byte
+// read in two wavefronts, not four) where every such pair of lanes reads one address: the states
+// of B and C, which each slice reads for every row of the warp (pairs n, n ^ 2), and a row's
+// per-step values (pairs n, n ^ 1). With the slices of a row in adjacent lanes only the latter
+// held. Measured on an H100 (bench/results/h100_extra/fwd_lane_order_ab.log; outputs bitwise
+// identical): bf16 forward -2.1 % to -9.5 % at the anchor shapes (-5.2 % at (8, 1536, 2048, 16)),
+// scalar A -15 %; float32 -5.5 % to +0.6 %. In the backward, whose lanes also exchange sums by
+// shuffles (slice_xor), scalar A gained 2-3 % at N = 16 and lost 1-5 % at N = 32 and 64, real A
+// ranged from -1.3 % to +4.7 %, so there only scalar A up to N = 16 takes it
+// (bwd_lane_order_ab.log).
+__device__ __forceinline__ int row_major_index(int tid, int log2R) {
+  if (log2R < 2 || log2R > 4) return tid;
+  const int x = ((tid >> 1) ^ (tid >> log2R)) & 1;
+  return tid ^ ((x << 1) | (x << log2R));
+}
+// The lane xor that flips slice bit `off` (a power of two below R) in that order.
+__device__ __forceinline__ int slice_xor(int off, int log2R) {
+  return off == 2 && log2R >= 2 && log2R <= 4 ? 1 << log2R : off;
+}
+
+// Sums each of v[0..K) over the R lanes of a row (R = 1 << log2R <= 32): adjacent lanes, or in
+// the order of row_major_index (row_major). Every lane of the row ends with the same sums: IEEE
+// addition is commutative, so both partners of each butterfly step compute the identical value,
+// and the levels pair the same slices in the same order whatever the lanes' order.
 template <int K>
-__device__ __forceinline__ void row_allreduce(float (&v)[K], int R) {
+__device__ __forceinline__ void row_allreduce(float (&v)[K], int R, int log2R, bool row_major) {
 #pragma unroll
   for (int off = 16; off >= 1; off >>= 1) {
     if (off < R) {
+      const int lanes = row_major ? slice_xor(off, log2R) : off;
 #pragma unroll
-      for (int k = 0; k < K; ++k) v[k] += __shfl_xor_sync(kFullMask, v[k], off);
+      for (int k = 0; k < K; ++k) v[k] += __shfl_xor_sync(kFullMask, v[k], lanes);
     }
   }
 }

@@ -136,24 +136,6 @@ __device__ __forceinline__ void fwd_recurrence(float (&h)[kS], const float (&A2)
   }
 }
 
-// The lanes of a row. A thread's place in the row-major order of (row, slice), row * R + slice, is
-// its index with bits 1 and log2 R swapped where a row has 4, 8 or 16 lanes (a warp then holds two
-// rows or more): lanes n and n ^ 1 are two slices of one row, lanes n and n ^ 2 one slice of two
-// rows. Shared memory returns a warp's read at twice the width (a 16-byte read in two
-// wavefronts, not four) where every such pair of lanes reads one address: the recurrence's states
-// of B and C (pairs n, n ^ 2) and a row's (dt, dt u) (pairs n, n ^ 1). With the slices of a row in
-// adjacent lanes only the latter held. Measured on an H100 (bench/results/h100_extra/
-// fwd_lane_order_ab.log; outputs bitwise identical, since the sums over a row's lanes go through
-// shared memory in slice order): bf16 forward -2.1 % to -9.5 % at the anchor shapes (-5.2 % at
-// (8, 1536, 2048, 16)), scalar A -15 %; float32 -5.5 % to +0.6 %. The backward, whose lanes also
-// exchange sums by shuffles, gained at most 1.3 % with the same order and lost up to 4.7 % in
-// float32, so it keeps adjacent lanes.
-__device__ __forceinline__ int row_major_index(int tid, int log2R) {
-  if (log2R < 2 || log2R > 4) return tid;
-  const int x = ((tid >> 1) ^ (tid >> log2R)) & 1;
-  return tid ^ ((x << 1) | (x << log2R));
-}
-
 // kAligned: the rows of u, delta, z, variable B / C and out start on 16-byte boundaries (the usual
 // case), or on boundaries too coarse for pieces of more than one element (fwd_copies_pieces).
 // Rows aligned to 8 bytes (or 4, in 16-bit storage) run in an instance of their own: with their

@@ -3,7 +3,7 @@
 //
 // Work split: a thread owns kS (2, 4 or 8) consecutive states of one row (b, d); the R lanes of
 // a row (R * kS >= N, R a power of two <= 32) are lanes of one warp, in the order of
-// row_major_index (scan_fwd.cuh); a block of nt threads holds rows = nt / R consecutive channels
+// row_major_index (scan_device.cuh); a block of nt threads holds rows = nt / R consecutive channels
 // of one (batch, group). The block walks L in tiles of T steps (T divides the checkpoint interval
 // 64). Shared memory:
 //   raw[2]  the inputs of a tile as stored (rows of u, delta, z; states of variable B, C), two

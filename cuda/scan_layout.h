@@ -3,8 +3,9 @@
 //
 // Work split of the backward:
 //   * a thread owns kS consecutive states of one row (b, d); the R = ceil(N / kS) lanes of a row
-//     (rounded up to a power of two) are adjacent lanes of one warp, so per-step sums over the
-//     states are xor-shuffles inside the warp;
+//     (rounded up to a power of two) are lanes of one warp, adjacent, or for scalar A up to
+//     N = 16 in the order of row_major_index (scan_device.cuh), so per-step sums over the states
+//     are xor-shuffles inside the warp;
 //   * a block holds `rows` consecutive channels of one (batch, group): B and C of that group are
 //     staged in shared memory once per time tile for all of them;
 //   * the block walks L in tiles of T steps (T divides the checkpoint interval 64). Per tile it
