@@ -121,8 +121,10 @@ Args base_args(const SoftSortParams& p) {
 // Rows of p = 1 longer than one block's tile go through the tile kernels (softsort_tiles.cuh).
 bool several_tiles(int64_t L) { return L > int64_t(kMaxThreads) * kE; }
 
-// Whether finish_dx can hold a row of `a` in shared memory.
-bool finish_dx_fits(const Args& a, bool with_w) {
+// Whether finish_dx can hold a row of `a` in shared memory (its one-row instance: launch_finish_dx
+// takes more rows a block only where they need at most 32 KB).
+bool finish_dx_fits(Args a, bool with_w) {
+  a.finish_rows = 1;
   const void* kernel = finish_dx_kernel_handle(a, with_w);
   return finish_dx_smem_bytes(a) <= kernel_facts(kernel).smem_limit;
 }
